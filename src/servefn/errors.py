@@ -1,0 +1,65 @@
+"""The exceptions servefn raises.
+
+::
+
+    ServefnError
+     ├── SchemaError          a schema is misdeclared, or data does not fit it
+     │    └── DataFormatError a delimited file has a malformed line (file, line, column)
+     ├── ArtifactError        a model.zip is unsafe, corrupt or unreadable
+     ├── PredictorError       a model cannot be exported, loaded or registered
+     ├── LoaderError          storage could not be reached or the model is missing
+     └── ModelUnavailable     no model could be loaded yet (the HTTP layer answers 503)
+
+Messages say what went wrong and what to do; they never carry secrets or request values.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "DataFormatError",
+    "LoaderError",
+    "ModelUnavailable",
+    "PredictorError",
+    "SchemaError",
+    "ServefnError",
+]
+
+
+class ServefnError(Exception):
+    """Base class of every error servefn raises on purpose."""
+
+
+class SchemaError(ServefnError):
+    """A schema is declared wrongly, or data does not match it."""
+
+
+class DataFormatError(SchemaError):
+    """A delimited text file has a malformed line."""
+
+    def __init__(self, message: str, *, path: str, line: int, column: int | None = None) -> None:
+        where = f"{path}, line {line}" + (f", column {column}" if column is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+        self.column = column
+
+
+class ArtifactError(ServefnError):
+    """A model artifact is unsafe, corrupt or cannot be read."""
+
+
+class PredictorError(ServefnError):
+    """A model cannot be exported to, or rebuilt as, a servefn predictor."""
+
+
+class LoaderError(ServefnError):
+    """A model could not be fetched from its storage."""
+
+
+class ModelUnavailable(ServefnError):
+    """No model has been loaded yet; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -32,7 +32,6 @@ azurite: $(AZURITE)
 
 demo: $(VENV)/.stamp-demo
 	cd $(IRIS) && ../../$(BIN)/python train.py
-	cd $(IRIS) && ../../$(BIN)/python predict.py
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks examples

@@ -1,0 +1,266 @@
+"""``model.zip``: a manifest plus payload files, written deterministically and read defensively.
+
+::
+
+    model.zip
+      servefn.json   manifest: format, predictor kind and params, input/output schema specs,
+                     training record, created, servefn version, sha256 + size of every payload
+      weights.npz    numeric payload (linear predictors), read with allow_pickle=False
+
+Reading verifies every payload's hash and size, caps the total unpacked size, refuses absolute,
+``..`` or unexpected member names, and never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from os import PathLike, fspath
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import ArtifactError, PredictorError, SchemaError
+from .predictors import Predictor, predictor_class
+from .schema import Schema
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST_NAME",
+    "MAX_UNPACKED_BYTES",
+    "LoadedModel",
+    "read_manifest",
+    "read_model",
+    "write_model",
+]
+
+FORMAT = "servefn.model/1"
+MANIFEST_NAME = "servefn.json"
+MAX_UNPACKED_BYTES = 1 << 30
+"""Default cap on a model's total unpacked size (1 GiB): larger archives are refused."""
+_MAX_MANIFEST_BYTES = 4 << 20
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model: its predictor, schemas and manifest, and the archive's sha256."""
+
+    predictor: Predictor
+    input_schema: type[Schema]
+    output_schema: type[Schema]
+    manifest: Mapping[str, Any]
+    sha256: str
+    size: int
+    version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", self.sha256[:12])
+
+    def predict(self, records: Sequence[Schema | Mapping[str, Any]]) -> list[Schema]:
+        """Validate ``records`` against the input schema and return output-schema instances."""
+        rows = [
+            r if isinstance(r, self.input_schema) else self.input_schema.model_validate(r)
+            for r in records
+        ]
+        outputs = self.predictor.predict(self.input_schema.to_matrix(rows))
+        return self.output_schema.from_arrays(outputs)
+
+
+def write_model(
+    target: str | PathLike[str] | io.BufferedIOBase,
+    predictor: Predictor,
+    *,
+    input: type[Schema],
+    output: type[Schema],
+    training: Mapping[str, Any] | None = None,
+    created: datetime | None = None,
+) -> str:
+    """Write a model archive and return its sha256 (hex).
+
+    The archive is byte-for-byte reproducible for the same inputs and ``created`` time.
+    """
+    _check_compatible(predictor, input, output)
+    payload = predictor.to_payload()
+    for name in payload.files:
+        if not _SAFE_NAME.fullmatch(name) or name == MANIFEST_NAME:
+            raise ArtifactError(f"payload file name {name!r} is not allowed")
+    manifest = {
+        "format": FORMAT,
+        "kind": predictor.kind,
+        "predictor": payload.params,
+        "input": input.spec(),
+        "output": output.spec(),
+        "training": dict(training or {}),
+        "created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        "servefn_version": __version__,
+        "files": {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in sorted(payload.files.items())
+        },
+    }
+    try:
+        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"the manifest is not plain JSON ({exc}); check the training record") from exc
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in [(MANIFEST_NAME, manifest_bytes), *sorted(payload.files.items())]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    data = buffer.getvalue()
+    if isinstance(target, (str, PathLike)):
+        path = Path(fspath(target))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    else:
+        target.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_manifest(
+    source: bytes | str | PathLike[str], *, max_unpacked: int = MAX_UNPACKED_BYTES
+) -> dict[str, Any]:
+    """The verified manifest of a model archive (payload hashes checked, nothing built)."""
+    manifest, _ = _open_verified(_as_bytes(source), max_unpacked)
+    return manifest
+
+
+def read_model(
+    source: bytes | str | PathLike[str], *, max_unpacked: int = MAX_UNPACKED_BYTES
+) -> LoadedModel:
+    """Verify a model archive and rebuild its predictor and schemas."""
+    data = _as_bytes(source)
+    manifest, files = _open_verified(data, max_unpacked)
+    try:
+        input_schema = Schema.from_spec(manifest["input"])
+        output_schema = Schema.from_spec(manifest["output"])
+        predictor = predictor_class(str(manifest["kind"])).from_payload(
+            manifest.get("predictor", {}), files
+        )
+    except (SchemaError, PredictorError) as exc:
+        raise ArtifactError(f"model archive is not usable: {exc}") from exc
+    return LoadedModel(
+        predictor=predictor,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        manifest=manifest,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+    )
+
+
+def _as_bytes(source: bytes | str | PathLike[str]) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    try:
+        return Path(fspath(source)).read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read model file {fspath(source)!r}: {exc.strerror}") from exc
+
+
+def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ArtifactError(f"not a model archive: not a zip file ({exc}); re-save the model") from exc
+    with archive:
+        infos = archive.infolist()
+        names = [i.filename for i in infos]
+        for name in names:
+            if not _SAFE_NAME.fullmatch(name):
+                raise ArtifactError(
+                    f"model archive has an unsafe member name {name!r} (absolute, '..' or "
+                    "a folder); refusing to read it"
+                )
+        if len(set(names)) != len(names):
+            raise ArtifactError("model archive has duplicate member names; refusing to read it")
+        unpacked = sum(i.file_size for i in infos)
+        if unpacked > max_unpacked:
+            raise ArtifactError(
+                f"model archive would unpack to {unpacked} bytes, over the limit of {max_unpacked}; "
+                "pass a larger max_unpacked if the model is really that big"
+            )
+        if MANIFEST_NAME not in names:
+            raise ArtifactError(f"model archive has no {MANIFEST_NAME}; save it with servefn.save")
+        manifest = _parse_manifest(_read_member(archive, MANIFEST_NAME, _MAX_MANIFEST_BYTES))
+        declared: Mapping[str, Any] = manifest["files"]
+        extra = sorted(set(names) - set(declared) - {MANIFEST_NAME})
+        missing = sorted(set(declared) - set(names))
+        if extra or missing:
+            raise ArtifactError(
+                f"model archive members do not match its manifest (unexpected: {extra}, "
+                f"missing: {missing})"
+            )
+        files: dict[str, bytes] = {}
+        for name, meta in declared.items():
+            content = _read_member(archive, name, int(meta["size"]))
+            digest = hashlib.sha256(content).hexdigest()
+            if len(content) != meta["size"] or digest != meta["sha256"]:
+                raise ArtifactError(
+                    f"{name} does not match the sha256 in the manifest: the model was modified or "
+                    "damaged after it was saved"
+                )
+            files[name] = content
+    return manifest, files
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """Read one member, never more than ``limit`` bytes whatever its header claims."""
+    try:
+        with archive.open(name) as fh:
+            content = fh.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ArtifactError(f"{name} in the model archive is damaged ({exc})") from exc
+    if len(content) > limit:
+        raise ArtifactError(f"{name} in the model archive is larger than {limit} bytes")
+    return content
+
+
+def _parse_manifest(raw: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise ArtifactError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ArtifactError(
+            f"{MANIFEST_NAME} has format {found!r}; this servefn reads {FORMAT!r}"
+        )
+    for key in ("kind", "input", "output", "files"):
+        if key not in manifest:
+            raise ArtifactError(f"{MANIFEST_NAME} lacks {key!r}")
+    files = manifest["files"]
+    if not isinstance(files, dict) or not all(
+        isinstance(m, dict) and isinstance(m.get("sha256"), str) and isinstance(m.get("size"), int)
+        for m in files.values()
+    ):
+        raise ArtifactError(f"{MANIFEST_NAME} 'files' must map names to sha256 and size")
+    return manifest
+
+
+def _check_compatible(predictor: Predictor, input: type[Schema], output: type[Schema]) -> None:
+    """Refuse to save a model whose schemas cannot drive its predictor."""
+    n = predictor.n_features
+    if n is not None and n != input.n_features():
+        raise ArtifactError(
+            f"{input.__name__} has {input.n_features()} features but the model expects {n}"
+        )
+    produced = set(predictor.outputs)
+    wanted = [c.name for c in output.columns() if c.role != "ignore"]
+    missing = [name for name in wanted if produced and name not in produced]
+    if missing:
+        raise ArtifactError(
+            f"{output.__name__} asks for {missing}, which a {predictor.kind} model does not "
+            f"produce; it produces {sorted(produced)}"
+        )

@@ -1,0 +1,54 @@
+"""The predictor interface: a vectorised ``predict`` over a feature matrix, and persistence."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Outputs", "Payload", "Predictor"]
+
+Outputs = dict[str, np.ndarray]
+"""Output column (wire name) -> one value per input row."""
+
+
+class Payload:
+    """What a predictor persists: JSON-able parameters for the manifest, plus named files."""
+
+    __slots__ = ("files", "params")
+
+    def __init__(self, params: Mapping[str, Any], files: Mapping[str, bytes]) -> None:
+        self.params = dict(params)
+        self.files = dict(files)
+
+
+class Predictor(ABC):
+    """Turns a batch of rows (a float32/float64 feature matrix) into named output arrays.
+
+    Subclasses set ``kind`` (the manifest key used to rebuild them), implement :meth:`predict`,
+    :meth:`to_payload` and :meth:`from_payload`, and must be safe to call from many threads.
+    """
+
+    kind: ClassVar[str]
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def n_features(self) -> int | None:
+        """Number of input features the predictor expects, when it knows."""
+        return None
+
+    @abstractmethod
+    def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
+        """Predict every row of ``X`` at once."""
+
+    @abstractmethod
+    def to_payload(self) -> Payload:
+        """Parameters and files that :meth:`from_payload` rebuilds the predictor from."""
+
+    @classmethod
+    @abstractmethod
+    def from_payload(cls, params: Mapping[str, Any], files: Mapping[str, bytes]) -> Predictor:
+        """Rebuild a predictor from what :meth:`to_payload` produced (already hash-checked)."""

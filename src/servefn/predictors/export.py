@@ -1,0 +1,142 @@
+"""Export fitted scikit-learn models to numpy-only servefn predictors.
+
+A supported pipeline is any chain of affine scalers (MaxAbsScaler, MinMaxScaler without
+clipping, StandardScaler) ending in a linear classifier (LogisticRegression, SGDClassifier,
+LinearSVC, RidgeClassifier, the SDCA trainer). The scalers are folded into the weights:
+``(X * a + c) @ W + b == X @ (a[:, None] * W) + (c @ W + b)``. Training-time only: this module
+imports scikit-learn.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import PredictorError
+from .linear import LinearClassifier, ScoreKind
+
+__all__ = ["SUPPORTED_STEPS", "export_linear", "describe_steps"]
+
+SUPPORTED_STEPS = (
+    "MaxAbsScaler",
+    "MinMaxScaler",
+    "StandardScaler",
+    "LogisticRegression",
+    "SGDClassifier",
+    "LinearSVC",
+    "RidgeClassifier",
+    "RidgeClassifierCV",
+    "SdcaMaximumEntropyClassifier",
+)
+
+
+def describe_steps(estimator: Any) -> list[str]:
+    """Class names of a pipeline's steps (or of a single estimator), for the manifest."""
+    return [type(step).__name__ for step in _steps(estimator)]
+
+
+def export_linear(estimator: Any) -> LinearClassifier:
+    """A :class:`LinearClassifier` that predicts exactly as the fitted ``estimator`` does.
+
+    Raises :class:`~servefn.errors.PredictorError` naming the first unsupported step.
+    """
+    steps = _steps(estimator)
+    if not steps:
+        raise PredictorError("the pipeline is empty; fit a classifier first")
+    *scalers, final = steps
+    a: NDArray[np.float64] | None = None
+    c: NDArray[np.float64] | None = None
+    for step in scalers:
+        step_a, step_c = _affine(step)
+        a, c = (step_a, step_c) if a is None or c is None else (a * step_a, c * step_a + step_c)
+    W, b, classes, score = _linear(final)
+    if a is not None and c is not None:
+        if a.shape[0] != W.shape[0]:
+            raise PredictorError(
+                f"the scalers see {a.shape[0]} features but the classifier {W.shape[0]}"
+            )
+        b = c @ W + b
+        W = a[:, None] * W
+    return LinearClassifier(W, b, classes, score=score)
+
+
+def _steps(estimator: Any) -> list[Any]:
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        return [s for _, s in estimator.steps if s is not None and s != "passthrough"]
+    return [estimator]
+
+
+def _affine(step: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(a, c)`` with ``step.transform(X) == X * a + c``."""
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
+
+    _check_fitted(step)
+    if type(step) is MaxAbsScaler:
+        a = 1.0 / np.asarray(step.scale_, dtype=np.float64)
+        return a, np.zeros_like(a)
+    if type(step) is MinMaxScaler:
+        if step.clip:
+            raise PredictorError("MinMaxScaler(clip=True) is not affine; export needs clip=False")
+        return np.asarray(step.scale_, np.float64), np.asarray(step.min_, np.float64)
+    if type(step) is StandardScaler:
+        n = int(step.n_features_in_)
+        scale = np.ones(n) if step.scale_ is None else np.asarray(step.scale_, np.float64)
+        mean = np.zeros(n) if step.mean_ is None else np.asarray(step.mean_, np.float64)
+        return 1.0 / scale, -mean / scale
+    raise _unsupported(step)
+
+
+def _linear(step: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], list[Any], ScoreKind]:
+    """``(W, b, classes, score)`` of a fitted linear classifier, W as (n_features, n_outputs)."""
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier, RidgeClassifierCV
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.svm import LinearSVC
+
+    _check_fitted(step)
+    kind = type(step)
+    score: ScoreKind
+    if _is_sdca(step):
+        score = "softmax"
+    elif kind is LogisticRegression:
+        multinomial = getattr(step, "multi_class", "multinomial") in ("multinomial", "auto")
+        score = "logistic" if len(step.classes_) == 2 else ("softmax" if multinomial else "ovr")
+    elif kind is SGDClassifier:
+        if step.loss == "log_loss":
+            score = "logistic" if len(step.classes_) == 2 else "ovr"
+        else:
+            score = "decision"
+    elif kind in (LinearSVC, RidgeClassifier, RidgeClassifierCV):
+        score = "decision"
+    else:
+        raise _unsupported(step)
+    W = np.asarray(step.coef_, dtype=np.float64).T
+    b = np.broadcast_to(np.asarray(step.intercept_, dtype=np.float64), (W.shape[1],)).copy()
+    return np.ascontiguousarray(W), b, list(np.asarray(step.classes_).tolist()), score
+
+
+def _is_sdca(step: Any) -> bool:
+    """Whether ``step`` is servefn's SDCA trainer, without importing it (and numba) if unused."""
+    module = sys.modules.get("servefn.trainers.sdca")
+    return module is not None and type(step) is module.SdcaMaximumEntropyClassifier
+
+
+def _check_fitted(step: Any) -> None:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(step)
+    except NotFittedError as exc:
+        raise PredictorError(f"{type(step).__name__} is not fitted; call fit() first") from exc
+
+
+def _unsupported(step: Any) -> PredictorError:
+    return PredictorError(
+        f"{type(step).__name__} cannot be exported to a numpy-only linear model; supported steps: "
+        f"{', '.join(SUPPORTED_STEPS)}. Other estimators need the scikit-learn predictor."
+    )

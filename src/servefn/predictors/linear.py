@@ -1,0 +1,141 @@
+"""Linear classifiers in numpy alone: ``X @ W + b``, then softmax/sigmoid, then label decoding.
+
+Every supported scikit-learn pipeline (affine scalers + a linear classifier) and the SDCA trainer
+export to :class:`LinearClassifier`; scalers are folded into ``W`` and ``b`` at export time, so a
+prediction is one matrix product. Serving needs neither scikit-learn nor pickle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import PredictorError
+from ..npz import dump_arrays, load_arrays
+from .base import Outputs, Payload, Predictor
+
+__all__ = ["LinearClassifier", "ScoreKind"]
+
+ScoreKind = Literal["softmax", "logistic", "ovr", "decision"]
+"""How scores are made from the linear outputs ``z``:
+
+- ``softmax``: ``exp(z) / sum(exp(z))`` (multinomial logistic regression, ML.NET's SDCA);
+- ``logistic``: binary, one output: ``[1 - sigmoid(z), sigmoid(z)]``;
+- ``ovr``: one-vs-rest sigmoids normalised to sum to one (SGDClassifier with log loss);
+- ``decision``: the raw ``z`` (LinearSVC, RidgeClassifier): no probabilities.
+"""
+_SCORE_KINDS: tuple[str, ...] = ("softmax", "logistic", "ovr", "decision")
+_MAX_WEIGHT_BYTES = 1 << 30
+
+
+class LinearClassifier(Predictor):
+    """``PredictedLabel = classes[argmax(score)]`` and ``Score`` from ``z = X @ weights + bias``.
+
+    Parameters
+    ----------
+    weights : array of shape (n_features, n_outputs)
+        One column per class, or a single column for a binary decision (``z > 0`` is
+        ``classes[1]``).
+    bias : array of shape (n_outputs,)
+    classes : sequence of labels, in output order
+    score : ScoreKind
+    """
+
+    kind: ClassVar[str] = "linear-classifier"
+    outputs: ClassVar[tuple[str, ...]] = ("PredictedLabel", "Score")
+
+    def __init__(
+        self,
+        weights: NDArray[np.floating[Any]],
+        bias: NDArray[np.floating[Any]],
+        classes: Sequence[Any],
+        *,
+        score: ScoreKind = "softmax",
+    ) -> None:
+        W = np.ascontiguousarray(weights, dtype=np.float64)
+        b = np.ascontiguousarray(bias, dtype=np.float64).reshape(-1)
+        if W.ndim != 2 or b.shape != (W.shape[1],):
+            raise PredictorError(
+                f"weights must be (n_features, n_outputs) and bias (n_outputs,); got {W.shape} "
+                f"and {b.shape}"
+            )
+        if score not in _SCORE_KINDS:
+            raise PredictorError(f"score {score!r} is not one of {_SCORE_KINDS}")
+        binary = W.shape[1] == 1
+        if len(classes) != (2 if binary else W.shape[1]):
+            raise PredictorError(f"{len(classes)} classes do not fit {W.shape[1]} weight columns")
+        if score == "logistic" and not binary:
+            raise PredictorError("score='logistic' needs a single weight column (binary)")
+        self.weights = W
+        self.bias = b
+        self.classes = np.asarray(classes)
+        self.score = score
+        self._binary = binary
+
+    @property
+    def n_features(self) -> int:
+        return int(self.weights.shape[0])
+
+    def decision_function(self, X: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """The linear outputs ``X @ W + b`` (n_rows x n_outputs)."""
+        if X.ndim != 2 or X.shape[1] != self.weights.shape[0]:
+            raise PredictorError(
+                f"expected a matrix with {self.weights.shape[0]} feature columns, got shape {X.shape}"
+            )
+        z: NDArray[np.float64] = X @ self.weights
+        z += self.bias
+        return z
+
+    def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
+        z = self.decision_function(X)
+        if self._binary:
+            index = (z[:, 0] > 0).astype(np.intp)
+        else:
+            index = np.argmax(z, axis=1)  # first maximum wins, as in ML.NET's ArgMax
+        return {"PredictedLabel": self.classes[index], "Score": _scores(z, self.score)}
+
+    def to_payload(self) -> Payload:
+        return Payload(
+            {"score": self.score, "classes": self.classes.tolist()},
+            {"weights.npz": dump_arrays({"weights": self.weights, "bias": self.bias})},
+        )
+
+    @classmethod
+    def from_payload(cls, params: Mapping[str, Any], files: Mapping[str, bytes]) -> LinearClassifier:
+        if "weights.npz" not in files:
+            raise PredictorError("a linear-classifier model needs weights.npz; it is missing")
+        arrays = load_arrays(files["weights.npz"], max_bytes=_MAX_WEIGHT_BYTES)
+        try:
+            return cls(arrays["weights"], arrays["bias"], params["classes"], score=params["score"])
+        except KeyError as exc:
+            raise PredictorError(f"linear-classifier payload lacks {exc}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"LinearClassifier(n_features={self.weights.shape[0]}, classes={self.classes.tolist()!r}, "
+            f"score={self.score!r})"
+        )
+
+
+def _scores(z: NDArray[np.float64], kind: str) -> NDArray[np.float64]:
+    if kind == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        return e
+    if kind == "logistic":
+        p = _sigmoid(z[:, 0])
+        return np.column_stack((1.0 - p, p))
+    if kind == "ovr":
+        p = _sigmoid(z)
+        total = p.sum(axis=1, keepdims=True)
+        np.divide(p, total, out=p, where=total > 0)
+        return p
+    return z
+
+
+def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = np.exp(-np.logaddexp(0.0, -z))
+    return out

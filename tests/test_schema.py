@@ -1,0 +1,170 @@
+"""Schemas: column metadata, feature matrices, output records and the portable spec."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from servefn import Schema, SchemaError, column
+
+
+class Iris(Schema):
+    sepal_length: float = column(0, name="SepalLength")
+    sepal_width: float = column(1, name="SepalWidth")
+    petal_length: float = column(2, name="PetalLength")
+    petal_width: float = column(3, name="PetalWidth")
+    label: str | None = column(4, name="Label", role="label", default=None)
+
+
+class Wide(Schema):
+    id: str = column(0, name="Id", role="ignore")
+    pixels: list[float] = column("1-4", name="Pixels")
+    bias: float = column(5, name="Bias", ge=0)
+    count: int = column(6, name="Count", default=1)
+    flag: bool | None = column(7, name="Flag", role="ignore", default=None)
+
+
+class Prediction(Schema):
+    predicted_label: str = column(name="PredictedLabel")
+    score: list[float] = column(name="Score")
+
+
+WALKTHROUGH = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1}
+
+
+def test_columns_follow_declaration_with_roles_and_wire_names() -> None:
+    assert [c.name for c in Iris.feature_columns()] == [
+        "SepalLength",
+        "SepalWidth",
+        "PetalLength",
+        "PetalWidth",
+    ]
+    label = Iris.label_column()
+    assert label is not None and (label.name, label.index, label.role) == ("Label", 4, "label")
+    assert Iris.n_features() == 4
+    assert Wide.n_features() == 6
+    assert Wide.feature_names() == [*(f"Pixels[{i}]" for i in range(4)), "Bias", "Count"]
+
+
+def test_wire_names_validate_and_python_names_construct() -> None:
+    by_wire = Iris.model_validate_json(json.dumps(WALKTHROUGH))
+    by_name = Iris(sepal_length=3.3, sepal_width=1.6, petal_length=0.2, petal_width=5.1)
+    assert by_wire == by_name
+    assert by_wire.model_dump() == {**WALKTHROUGH, "Label": None}
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type", "loc"),
+    [
+        ({**WALKTHROUGH, "SepalLength": "3.3"}, "float_type", ("SepalLength",)),
+        ({**WALKTHROUGH, "Sepallength": 1.0}, "extra_forbidden", ("Sepallength",)),
+        ({k: v for k, v in WALKTHROUGH.items() if k != "PetalWidth"}, "missing", ("PetalWidth",)),
+        ({**WALKTHROUGH, "PetalWidth": None}, "float_type", ("PetalWidth",)),
+    ],
+)
+def test_bad_records_are_refused_with_field_paths(
+    body: dict[str, object], error_type: str, loc: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Iris.model_validate_json(json.dumps(body))
+    errors = info.value.errors(include_input=False)
+    assert (errors[0]["type"], errors[0]["loc"]) == (error_type, loc)
+
+
+def test_nan_and_infinity_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Iris.model_validate_json('{"SepalLength": NaN, "SepalWidth": 1, "PetalLength": 1, "PetalWidth": 1}')
+    with pytest.raises(ValidationError):
+        Iris.model_validate({**WALKTHROUGH, "SepalLength": float("inf")})
+
+
+def test_vector_columns_have_fixed_length_and_flatten_in_order() -> None:
+    ok = Wide.model_validate({"Id": "a", "Pixels": [1, 2, 3, 4], "Bias": 0.5})
+    assert ok.count == 1
+    matrix = Wide.to_matrix([ok, ok])
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix, [[1, 2, 3, 4, 0.5, 1]] * 2)
+    with pytest.raises(ValidationError) as info:
+        Wide.model_validate({"Id": "a", "Pixels": [1, 2, 3], "Bias": 0.5})
+    assert info.value.errors()[0]["loc"] == ("Pixels",)
+    with pytest.raises(ValidationError):
+        Wide.model_validate({"Id": "a", "Pixels": [1, 2, 3, 4], "Bias": -1})
+
+
+def test_matrix_from_records_dicts_and_tables_agree() -> None:
+    rows = [WALKTHROUGH, {**WALKTHROUGH, "SepalLength": 7.0}]
+    records = [Iris.model_validate(r) for r in rows]
+    from_records = Iris.to_matrix(records)
+    from_dicts = Iris.dicts_to_matrix([r.model_dump() for r in records])
+    table = {k: np.array([r[k] for r in rows]) for k in WALKTHROUGH}
+    np.testing.assert_array_equal(from_records, from_dicts)
+    np.testing.assert_array_equal(from_records, Iris.table_to_matrix(table))
+    assert from_records.shape == (2, 4) and from_records[1, 0] == np.float32(7.0)
+
+
+def test_output_records_from_arrays_and_missing_outputs_named() -> None:
+    outputs = {"PredictedLabel": np.array(["a", "b"]), "Score": np.array([[0.9, 0.1], [0.2, 0.8]])}
+    assert Prediction.records_from_arrays(outputs) == [
+        {"PredictedLabel": "a", "Score": [0.9, 0.1]},
+        {"PredictedLabel": "b", "Score": [0.2, 0.8]},
+    ]
+    assert Prediction.from_arrays(outputs)[1].predicted_label == "b"
+    with pytest.raises(SchemaError, match=r"\['Score'\].*produces \['PredictedLabel'\]"):
+        Prediction.records_from_arrays({"PredictedLabel": outputs["PredictedLabel"]})
+
+
+def test_misdeclared_schemas_fail_at_class_creation() -> None:
+    with pytest.raises(SchemaError, match="role"):
+        column(0, role="target")  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="range"):
+        column("3-1")
+    with pytest.raises(SchemaError, match="list\\[float\\]"):
+
+        class _Bad(Schema):
+            x: float = column("0-2")
+
+    with pytest.raises(SchemaError, match="not supported"):
+
+        class _Worse(Schema):
+            x: dict[str, int] = column(0)
+
+
+def test_spec_round_trips_to_a_class_that_validates_the_same() -> None:
+    for schema in (Iris, Wide, Prediction):
+        spec = json.loads(json.dumps(schema.spec()))
+        rebuilt = Schema.from_spec(spec)
+        assert rebuilt.spec() == schema.spec()
+        assert rebuilt.model_json_schema()["properties"] == schema.model_json_schema()["properties"]
+    assert Schema.from_spec(Iris.spec()) is Schema.from_spec(Iris.spec())  # cached
+    with pytest.raises(SchemaError, match="malformed"):
+        Schema.from_spec({"columns": [{"name": "x"}]})
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.lists(st.floats(-10, 10), max_size=5),
+)
+_keys = st.sampled_from(["Id", "Pixels", "Bias", "Count", "Flag", "pixels", "Other"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6))
+def test_rebuilt_schema_accepts_and_refuses_exactly_the_same_inputs(body: dict[str, object]) -> None:
+    rebuilt = Schema.from_spec(json.loads(json.dumps(Wide.spec())))
+
+    def outcome(schema: type[Schema]) -> object:
+        try:
+            return schema.model_validate(body).model_dump()
+        except ValidationError as exc:
+            return [(e["type"], e["loc"]) for e in exc.errors()]
+
+    assert outcome(rebuilt) == outcome(Wide)

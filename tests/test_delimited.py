@@ -34,7 +34,11 @@ def test_iris_file_reads_150_rows_and_skips_the_blank_last_line() -> None:
     assert set(table) == {"SepalLength", "SepalWidth", "PetalLength", "PetalWidth", "Label"}
     assert table["SepalLength"].shape == (150,) and table["SepalLength"].dtype == np.float64
     assert table["Label"][0] == "Iris-setosa" and table["Label"][-1] == "Iris-virginica"
-    assert list(dict.fromkeys(table["Label"])) == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    assert list(dict.fromkeys(table["Label"])) == [
+        "Iris-setosa",
+        "Iris-versicolor",
+        "Iris-virginica",
+    ]
     matrix = Iris.table_to_matrix(table)
     assert matrix.shape == (150, 4) and matrix.dtype == np.float32
     np.testing.assert_allclose(matrix.max(axis=0), [7.9, 4.4, 6.9, 2.5], rtol=1e-6)
@@ -42,21 +46,35 @@ def test_iris_file_reads_150_rows_and_skips_the_blank_last_line() -> None:
 
 def test_typed_columns_vectors_header_quotes_and_separator(tmp_path: Path) -> None:
     path = tmp_path / "mixed.tsv"
-    path.write_text('name\tv1\tv2\tcount\tok\textra\n"a\tb"\t1\t2\t3\ttrue\t\n\nc\t4\t5e1\t-6\tNo\t0.5\n')
+    path.write_text(
+        'name\tv1\tv2\tcount\tok\textra\n"a\tb"\t1\t2\t3\ttrue\t\n\nc\t4\t5e1\t-6\tNo\t0.5\n'
+    )
     table = Mixed.read_delimited(path, sep="\t", header=True)
     assert table["Name"].tolist() == ["a\tb", "c"]
     np.testing.assert_array_equal(table["Values"], [[1, 2], [4, 50]])
     assert table["Count"].tolist() == [3, -6] and table["Count"].dtype == np.int64
     assert table["Ok"].tolist() == [True, False]
     assert np.isnan(table["Extra"][0]) and table["Extra"][1] == 0.5
-    np.testing.assert_array_equal(Mixed.table_to_matrix(table), [[1, 2, 3, np.nan], [4, 50, -6, 0.5]])
+    np.testing.assert_array_equal(
+        Mixed.table_to_matrix(table), [[1, 2, 3, np.nan], [4, 50, -6, 0.5]]
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "line", "col", "message"),
     [
-        ("5.1,3.5,1.4,0.2,Iris-setosa\n4.9,3.0,abc,0.2,Iris-setosa\n", 2, 2, "'abc' is not a number"),
-        ("5.1,3.5,1.4,0.2,Iris-setosa\n\n\n4.9,3.0,1.4\n", 4, None, "at least 4 fields separated by the delimiter, found 3"),
+        (
+            "5.1,3.5,1.4,0.2,Iris-setosa\n4.9,3.0,abc,0.2,Iris-setosa\n",
+            2,
+            2,
+            "'abc' is not a number",
+        ),
+        (
+            "5.1,3.5,1.4,0.2,Iris-setosa\n\n\n4.9,3.0,1.4\n",
+            4,
+            None,
+            "at least 4 fields separated by the delimiter, found 3",
+        ),
         ("5.1,,1.4,0.2,Iris-setosa\n", 1, 1, "a missing value is not a number"),
         ("5.1,3.5,1.4,0.2,x\n5.1,3.5,1.4,0.2," + "9" * 50 + "e\n", None, None, None),
     ],

@@ -78,7 +78,9 @@ def test_bad_records_are_refused_with_field_paths(
 
 def test_nan_and_infinity_are_refused() -> None:
     with pytest.raises(ValidationError):
-        Iris.model_validate_json('{"SepalLength": NaN, "SepalWidth": 1, "PetalLength": 1, "PetalWidth": 1}')
+        Iris.model_validate_json(
+            '{"SepalLength": NaN, "SepalWidth": 1, "PetalLength": 1, "PetalWidth": 1}'
+        )
     with pytest.raises(ValidationError):
         Iris.model_validate({**WALKTHROUGH, "SepalLength": float("inf")})
 
@@ -158,7 +160,9 @@ _keys = st.sampled_from(["Id", "Pixels", "Bias", "Count", "Flag", "pixels", "Oth
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(_keys, _values, max_size=6))
-def test_rebuilt_schema_accepts_and_refuses_exactly_the_same_inputs(body: dict[str, object]) -> None:
+def test_rebuilt_schema_accepts_and_refuses_exactly_the_same_inputs(
+    body: dict[str, object],
+) -> None:
     rebuilt = Schema.from_spec(json.loads(json.dumps(Wide.spec())))
 
     def outcome(schema: type[Schema]) -> object:

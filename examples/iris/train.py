@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from schema import IrisData, IrisPrediction
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
 import servefn
 from servefn.trainers import SdcaMaximumEntropyClassifier
+
+from schema import IrisData, IrisPrediction
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "iris.txt"
@@ -32,7 +33,12 @@ def train(model_path: Path = MODEL, *, random_state: int = 0) -> str:
     )
     pipeline.fit(X, y)
     return servefn.save(
-        pipeline, model_path, input=IrisData, output=IrisPrediction, evaluate_on=(X, y), data_file=DATA
+        pipeline,
+        model_path,
+        input=IrisData,
+        output=IrisPrediction,
+        evaluate_on=(X, y),
+        data_file=DATA,
     )
 
 
@@ -41,7 +47,8 @@ def main() -> None:
     sha256 = train()
     model = servefn.load_model(MODEL)
     metrics = model.manifest["training"]["metrics"]
-    print(f"Saved {MODEL.name} (sha256 {sha256[:12]}); training accuracy {metrics['micro_accuracy']:.2f}")
+    accuracy = metrics["micro_accuracy"]
+    print(f"Saved {MODEL.name} (sha256 {sha256[:12]}); training accuracy {accuracy:.2f}")
     prediction = model.predict([WALKTHROUGH_INPUT])[0]
     print(f"Predicted flower type is: {prediction.predicted_label}")  # type: ignore[attr-defined]
 

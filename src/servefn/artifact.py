@@ -109,7 +109,9 @@ def write_model(
     try:
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        raise ArtifactError(f"the manifest is not plain JSON ({exc}); check the training record") from exc
+        raise ArtifactError(
+            f"the manifest is not plain JSON ({exc}); check the training record"
+        ) from exc
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in [(MANIFEST_NAME, manifest_bytes), *sorted(payload.files.items())]:
@@ -173,7 +175,9 @@ def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
-        raise ArtifactError(f"not a model archive: not a zip file ({exc}); re-save the model") from exc
+        raise ArtifactError(
+            f"not a model archive: not a zip file ({exc}); re-save the model"
+        ) from exc
     with archive:
         infos = archive.infolist()
         names = [i.filename for i in infos]
@@ -188,8 +192,8 @@ def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict
         unpacked = sum(i.file_size for i in infos)
         if unpacked > max_unpacked:
             raise ArtifactError(
-                f"model archive would unpack to {unpacked} bytes, over the limit of {max_unpacked}; "
-                "pass a larger max_unpacked if the model is really that big"
+                f"model archive would unpack to {unpacked} bytes, over the limit of "
+                f"{max_unpacked}; pass a larger max_unpacked if the model is really that big"
             )
         if MANIFEST_NAME not in names:
             raise ArtifactError(f"model archive has no {MANIFEST_NAME}; save it with servefn.save")
@@ -234,9 +238,7 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
         raise ArtifactError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise ArtifactError(
-            f"{MANIFEST_NAME} has format {found!r}; this servefn reads {FORMAT!r}"
-        )
+        raise ArtifactError(f"{MANIFEST_NAME} has format {found!r}; this servefn reads {FORMAT!r}")
     for key in ("kind", "input", "output", "files"):
         if key not in manifest:
             raise ArtifactError(f"{MANIFEST_NAME} lacks {key!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike, fspath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +35,7 @@ def read_columns(
 ) -> dict[str, np.ndarray]:
     """Read ``path`` into one array per indexed column, keyed by the column's wire name."""
     name = fspath(path)
-    with open(name, encoding=encoding, newline="") as fh:
+    with Path(name).open(encoding=encoding, newline="") as fh:
         rows = numbered_rows(fh, sep=sep, header=header, source=name)
         return parse_rows(rows, columns, source=name)
 
@@ -101,7 +102,7 @@ def _convert(col: Column, raw: list[Any], lines: list[int], source: str) -> np.n
         return np.array(values, dtype=object)
     parse = _parse_int if col.kind == "int" else _parse_bool
     out: list[Any] = []
-    for value, line in zip(raw, lines):
+    for value, line in zip(raw, lines, strict=True):
         text = value.strip()
         if text == "" and col.nullable:
             out.append(None)
@@ -129,7 +130,7 @@ def _floats(col: Column, raw: list[Any], lines: list[int], source: str) -> np.nd
     except ValueError:
         pass  # find the offending cell below, to name it
     out = np.empty((len(raw), col.size), dtype=np.float64)
-    for row, (cells, line) in enumerate(zip(raw, lines)):
+    for row, (cells, line) in enumerate(zip(raw, lines, strict=True)):
         for offset, text in enumerate(cells if col.kind == "vector" else [cells]):
             stripped = text.strip()
             if stripped == "" and col.nullable:
@@ -151,7 +152,7 @@ def _floats(col: Column, raw: list[Any], lines: list[int], source: str) -> np.nd
 def _check_missing(col: Column, values: list[Any], lines: list[int], source: str) -> None:
     if col.nullable:
         return
-    for value, line in zip(values, lines):
+    for value, line in zip(values, lines, strict=True):
         if value is None:
             raise DataFormatError(
                 f"{col.name}: the value is missing and the column is not optional",

@@ -23,8 +23,10 @@ def dump_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def load_arrays(data: bytes, *, max_bytes: int, source: str = "weights.npz") -> dict[str, np.ndarray]:
-    """Read ``.npz`` bytes with ``allow_pickle=False``, refusing more than ``max_bytes`` unpacked."""
+def load_arrays(
+    data: bytes, *, max_bytes: int, source: str = "weights.npz"
+) -> dict[str, np.ndarray]:
+    """Read ``.npz`` bytes without pickle, refusing more than ``max_bytes`` unpacked."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
@@ -37,6 +39,8 @@ def load_arrays(data: bytes, *, max_bytes: int, source: str = "weights.npz") -> 
     except ArtifactError:
         raise
     except ValueError as exc:  # numpy refuses object arrays without allow_pickle
-        raise ArtifactError(f"{source} needs pickle to load, which servefn refuses ({exc})") from exc
+        raise ArtifactError(
+            f"{source} needs pickle to load, which servefn refuses ({exc})"
+        ) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ArtifactError(f"{source} is not a readable .npz file ({exc})") from exc

@@ -88,7 +88,10 @@ def _evaluate(predictor: Predictor, X: np.ndarray, y: Any) -> dict[str, Any]:
     if classes is None or getattr(predictor, "score", "decision") == "decision":
         accuracy = float(np.mean(np.asarray(outputs["PredictedLabel"]) == np.asarray(y)))
         return {"micro_accuracy": accuracy}
-    return classification_metrics(np.asarray(y), outputs["Score"], list(classes.tolist()))
+    metrics: dict[str, Any] = classification_metrics(
+        np.asarray(y), outputs["Score"], list(classes.tolist())
+    )
+    return metrics
 
 
 def _json_safe(value: Any) -> Any:

@@ -191,7 +191,9 @@ class Schema(BaseModel):
         """One name per feature-matrix column (``Name[i]`` for vector slots)."""
         names: list[str] = []
         for c in cls.feature_columns():
-            names.extend([c.name] if c.kind != "vector" else [f"{c.name}[{i}]" for i in range(c.size)])
+            names.extend(
+                [c.name] if c.kind != "vector" else [f"{c.name}[{i}]" for i in range(c.size)]
+            )
         return names
 
     # -- records <-> arrays -----------------------------------------------------------------
@@ -230,7 +232,7 @@ class Schema(BaseModel):
                 f"it produces {sorted(outputs)}"
             )
         lists = [_to_list(outputs[n]) for n in names]
-        return [dict(zip(names, values)) for values in zip(*lists)]
+        return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
 
     @classmethod
     def from_arrays(cls, outputs: Mapping[str, Any]) -> list[Schema]:
@@ -292,7 +294,8 @@ def _column_of(cls: type[BaseModel], field_name: str) -> Column:
         k: v
         for m in info.metadata
         for k in _CONSTRAINTS
-        if (v := getattr(m, k, None)) is not None and not (kind == "vector" and k.endswith("length"))
+        if (v := getattr(m, k, None)) is not None
+        and not (kind == "vector" and k.endswith("length"))
     }
     required = info.is_required()
     return Column(
@@ -330,7 +333,10 @@ def _kind_of(owner: str, field: str, annotation: Any) -> tuple[ColumnKind, bool]
 
 def _matrix(cls: type[Schema], rows: list[list[Any]]) -> NDArray[np.float32]:
     if any(c.kind == "vector" for c in cls.feature_columns()):
-        rows = [[v for cell in row for v in (cell if isinstance(cell, list) else [cell])] for row in rows]
+        rows = [
+            [v for cell in row for v in (cell if isinstance(cell, list) else [cell])]
+            for row in rows
+        ]
     out = np.array(rows, dtype=np.float32)
     return out.reshape(len(rows), cls.n_features())
 
@@ -382,7 +388,9 @@ def _schema_from_spec(frozen: Any) -> type[Schema]:
                 ),
             )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise SchemaError(f"schema spec is malformed ({exc!r}); expected Schema.spec() output") from exc
+        raise SchemaError(
+            f"schema spec is malformed ({exc!r}); expected Schema.spec() output"
+        ) from exc
     namespace: dict[str, Any] = {
         "__annotations__": {name: ann for name, (ann, _) in fields.items()},
         **{name: info for name, (_, info) in fields.items()},

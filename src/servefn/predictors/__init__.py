@@ -58,7 +58,9 @@ def predictor_class(kind: str) -> type[Predictor]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PredictorError(missing or f"cannot import {module_name} for kind {kind!r}: {exc}") from exc
+        raise PredictorError(
+            missing or f"cannot import {module_name} for kind {kind!r}: {exc}"
+        ) from exc
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Predictor)):
         raise PredictorError(f"{path} (kind {kind!r}) is not a servefn Predictor class")

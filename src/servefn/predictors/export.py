@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..errors import PredictorError
 from .linear import LinearClassifier, ScoreKind
 
-__all__ = ["SUPPORTED_STEPS", "export_linear", "describe_steps"]
+__all__ = ["SUPPORTED_STEPS", "describe_steps", "export_linear"]
 
 SUPPORTED_STEPS = (
     "MaxAbsScaler",
@@ -93,8 +93,12 @@ def _affine(step: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
 
 def _linear(step: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], list[Any], ScoreKind]:
     """``(W, b, classes, score)`` of a fitted linear classifier, W as (n_features, n_outputs)."""
-    from sklearn.linear_model import LogisticRegression, RidgeClassifier, RidgeClassifierCV
-    from sklearn.linear_model import SGDClassifier
+    from sklearn.linear_model import (
+        LogisticRegression,
+        RidgeClassifier,
+        RidgeClassifierCV,
+        SGDClassifier,
+    )
     from sklearn.svm import LinearSVC
 
     _check_fitted(step)
@@ -114,7 +118,7 @@ def _linear(step: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], list[A
         score = "decision"
     else:
         raise _unsupported(step)
-    W = np.asarray(step.coef_, dtype=np.float64).T
+    W = np.atleast_2d(np.asarray(step.coef_, dtype=np.float64)).T
     b = np.broadcast_to(np.asarray(step.intercept_, dtype=np.float64), (W.shape[1],)).copy()
     return np.ascontiguousarray(W), b, list(np.asarray(step.classes_).tolist()), score
 

@@ -83,7 +83,8 @@ class LinearClassifier(Predictor):
         """The linear outputs ``X @ W + b`` (n_rows x n_outputs)."""
         if X.ndim != 2 or X.shape[1] != self.weights.shape[0]:
             raise PredictorError(
-                f"expected a matrix with {self.weights.shape[0]} feature columns, got shape {X.shape}"
+                f"expected a matrix with {self.weights.shape[0]} feature columns, "
+                f"got shape {X.shape}"
             )
         z: NDArray[np.float64] = X @ self.weights
         z += self.bias
@@ -91,10 +92,8 @@ class LinearClassifier(Predictor):
 
     def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
         z = self.decision_function(X)
-        if self._binary:
-            index = (z[:, 0] > 0).astype(np.intp)
-        else:
-            index = np.argmax(z, axis=1)  # first maximum wins, as in ML.NET's ArgMax
+        # binary: z > 0 picks classes[1]; multiclass: the first maximum wins, as ML.NET's ArgMax
+        index = (z[:, 0] > 0).astype(np.intp) if self._binary else np.argmax(z, axis=1)
         return {"PredictedLabel": self.classes[index], "Score": _scores(z, self.score)}
 
     def to_payload(self) -> Payload:
@@ -104,7 +103,9 @@ class LinearClassifier(Predictor):
         )
 
     @classmethod
-    def from_payload(cls, params: Mapping[str, Any], files: Mapping[str, bytes]) -> LinearClassifier:
+    def from_payload(
+        cls, params: Mapping[str, Any], files: Mapping[str, bytes]
+    ) -> LinearClassifier:
         if "weights.npz" not in files:
             raise PredictorError("a linear-classifier model needs weights.npz; it is missing")
         arrays = load_arrays(files["weights.npz"], max_bytes=_MAX_WEIGHT_BYTES)
@@ -114,28 +115,31 @@ class LinearClassifier(Predictor):
             raise PredictorError(f"linear-classifier payload lacks {exc}") from None
 
     def __repr__(self) -> str:
-        return (
-            f"LinearClassifier(n_features={self.weights.shape[0]}, classes={self.classes.tolist()!r}, "
-            f"score={self.score!r})"
-        )
+        classes = self.classes.tolist()
+        return f"LinearClassifier(n_features={self.n_features}, {classes=}, score={self.score!r})"
 
 
 def _scores(z: NDArray[np.float64], kind: str) -> NDArray[np.float64]:
     if kind == "softmax":
-        e = np.exp(z - z.max(axis=1, keepdims=True))
+        e: NDArray[np.float64] = np.exp(z - z.max(axis=1, keepdims=True))
         e /= e.sum(axis=1, keepdims=True)
         return e
     if kind == "logistic":
         p = _sigmoid(z[:, 0])
         return np.column_stack((1.0 - p, p))
-    if kind == "ovr":
-        p = _sigmoid(z)
-        total = p.sum(axis=1, keepdims=True)
-        np.divide(p, total, out=p, where=total > 0)
+    if kind == "ovr":  # sigmoid(z_c) / sum_j sigmoid(z_j); all-underflow rows are uniform
+        p = _sigmoid(z)  # exactly as scikit-learn's _predict_proba_lr, to match it bit for bit
+        total = p.sum(axis=1)
+        all_zero = total == 0
+        if all_zero.any():
+            p[all_zero, :] = 1.0
+            total[all_zero] = p.shape[1]
+        p /= total[:, None]
         return p
     return z
 
 
 def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    out: NDArray[np.float64] = np.exp(-np.logaddexp(0.0, -z))
+    e = np.exp(-np.abs(z))  # the two-sided form scipy's expit uses: no overflow, same underflow
+    out: NDArray[np.float64] = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     return out

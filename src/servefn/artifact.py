@@ -65,13 +65,27 @@ class LoadedModel:
         object.__setattr__(self, "version", self.sha256[:12])
 
     def predict(self, records: Sequence[Schema | Mapping[str, Any]]) -> list[Schema]:
-        """Validate ``records`` against the input schema and return output-schema instances."""
-        rows = [
-            r if isinstance(r, self.input_schema) else self.input_schema.model_validate(r)
-            for r in records
-        ]
-        outputs = self.predictor.predict(self.input_schema.to_matrix(rows))
-        return self.output_schema.from_arrays(outputs)
+        """Predict input records (of any schema with the same features, or dicts by wire name).
+
+        Returns instances of the model's output schema.
+        """
+        kinds = {type(r) for r in records}
+        (kind,) = kinds if len(kinds) == 1 else (None,)
+        if (
+            isinstance(kind, type)
+            and issubclass(kind, Schema)
+            and kind.feature_names() == self.input_schema.feature_names()
+        ):
+            matrix = kind.to_matrix(records)  # type: ignore[arg-type]
+        else:
+            rows = [
+                self.input_schema.model_validate(
+                    r.model_dump(by_alias=True) if isinstance(r, Schema) else r
+                )
+                for r in records
+            ]
+            matrix = self.input_schema.to_matrix(rows)
+        return self.output_schema.from_arrays(self.predictor.predict(matrix))
 
 
 def write_model(

@@ -7,7 +7,7 @@ that names the file, the line and the (0-based) column: nothing is coerced silen
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from os import PathLike, fspath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,9 +61,16 @@ def numbered_rows(
 
 
 def parse_rows(
-    rows: Iterable[tuple[int, list[str]]], columns: Sequence[Column], *, source: str
+    rows: Iterable[tuple[int, list[str]]],
+    columns: Sequence[Column],
+    *,
+    source: str,
+    quote_values: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Typed columns from ``(line number, fields)`` pairs; ``source`` names the input in errors."""
+    """Typed columns from ``(line number, fields)`` pairs; ``source`` names the input in errors.
+
+    ``quote_values=False`` keeps offending values out of error messages (for client requests).
+    """
     indexed = [c for c in columns if c.index is not None]
     unindexed = [c.name for c in columns if c.index is None and c.required]
     if unindexed:
@@ -90,12 +97,15 @@ def parse_rows(
             else:
                 cell = fields[c.index] if c.kind != "vector" else fields[c.index : c.end + 1]
             cells[c.name].append(cell)
-    return {c.name: _convert(c, cells[c.name], numbers, source) for c in indexed}
+    describe = _describe if quote_values else _anonymous
+    return {c.name: _convert(c, cells[c.name], numbers, source, describe) for c in indexed}
 
 
-def _convert(col: Column, raw: list[Any], lines: list[int], source: str) -> np.ndarray:
+def _convert(
+    col: Column, raw: list[Any], lines: list[int], source: str, describe: Callable[[str], str]
+) -> np.ndarray:
     if col.kind in ("float", "vector"):
-        return _floats(col, raw, lines, source)
+        return _floats(col, raw, lines, source, describe)
     if col.kind == "str":
         values = [v if v != "" else None for v in raw]
         _check_missing(col, values, lines, source)
@@ -111,7 +121,7 @@ def _convert(col: Column, raw: list[Any], lines: list[int], source: str) -> np.n
             out.append(parse(text))
         except ValueError:
             raise DataFormatError(
-                f"{col.name}: {_describe(text)} is not a valid {col.kind}",
+                f"{col.name}: {describe(text)} is not a valid {col.kind}",
                 path=source,
                 line=line,
                 column=col.index,
@@ -121,7 +131,9 @@ def _convert(col: Column, raw: list[Any], lines: list[int], source: str) -> np.n
     return np.array(out, dtype=dtype)
 
 
-def _floats(col: Column, raw: list[Any], lines: list[int], source: str) -> np.ndarray:
+def _floats(
+    col: Column, raw: list[Any], lines: list[int], source: str, describe: Callable[[str], str]
+) -> np.ndarray:
     """Parse a float or vector column; fast path through numpy, precise error on failure."""
     if not raw:
         return np.empty((0, col.size) if col.kind == "vector" else (0,), dtype=np.float64)
@@ -139,7 +151,7 @@ def _floats(col: Column, raw: list[Any], lines: list[int], source: str) -> np.nd
             try:
                 out[row, offset] = float(stripped)
             except ValueError:
-                what = "a missing value" if stripped == "" else _describe(stripped)
+                what = "a missing value" if stripped == "" else describe(stripped)
                 raise DataFormatError(
                     f"{col.name}: {what} is not a number",
                     path=source,
@@ -173,6 +185,10 @@ def _parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(text)
+
+
+def _anonymous(text: str) -> str:
+    return "the value"
 
 
 def _describe(text: str) -> str:

@@ -1,0 +1,300 @@
+"""Azure Functions adapter: ``serve_http`` and the health/OpenAPI routes.
+
+``serve_http(InputSchema, OutputSchema, model=...)`` turns a function ``(model, inputs) ->
+outputs``, or a :class:`~servefn.predictors.Predictor` class or instance, into a real
+``(req: func.HttpRequest) -> func.HttpResponse`` function that the Functions worker indexes:
+its name is the decorated object's name, its only parameter is ``req``, and it is ``async``
+exactly when the decorated callable is. Place ``@app.route(...)`` above it (outermost).
+
+This module deliberately avoids ``from __future__ import annotations``: the worker reads the
+wrapper's annotations as real classes.
+"""
+
+import hashlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Union
+
+import azure.functions as func
+
+from .artifact import LoadedModel
+from .errors import ServefnError
+from .http import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    Endpoint,
+    ModelProvider,
+    Request,
+    Response,
+)
+from .loaders import ModelLoader, ModelSource, loader_for
+from .predictors import Predictor
+from .schema import Schema
+
+__all__ = ["add_health_routes", "endpoint_of", "serve_http", "to_request", "to_response"]
+
+_AZURE_SCHEMES = ("blob://", "az://", "abfs://", "abfss://")
+ModelSpec = Union[str, "os.PathLike[str]", ModelLoader, ModelProvider, LoadedModel, None]
+
+
+def serve_http(
+    input_schema: type[Schema],
+    output_schema: type[Schema],
+    *,
+    model: ModelSpec = None,
+    connection: str | None = None,
+    refresh_after: float = 300.0,
+    sha256: str | None = None,
+    cache_dir: str | None = None,
+    warm: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Callable[[Any], Callable[..., Any]]:
+    """Decorate a handler or a Predictor so it answers Azure Functions HTTP requests.
+
+    ``model`` is a path (relative paths are resolved against the decorated code's folder),
+    a URL (``blob://``, ``az://``, any fsspec URL), a loader, a ``ModelSource`` or a loaded
+    model. ``connection`` names the app setting (or identity-based prefix) for Azure URLs, as
+    on a Functions binding. The model is loaded once, on the first request (or at import with
+    ``warm=True``), and checked for a new version at most every ``refresh_after`` seconds.
+    """
+
+    def decorate(target: Any) -> Callable[..., Any]:
+        is_predictor = isinstance(target, Predictor) or (
+            isinstance(target, type) and issubclass(target, Predictor)
+        )
+        if is_predictor:
+            provider: ModelProvider = _PredictorProvider(target, input_schema, output_schema)
+            handler = None
+            name = _snake(target.__name__ if isinstance(target, type) else type(target).__name__)
+            is_async = inspect.iscoroutinefunction(getattr(target, "predict", None))
+        else:
+            if not callable(target):
+                raise TypeError(f"serve_http decorates a function or a Predictor, not {target!r}")
+            if model is None:
+                raise ServefnError(
+                    f"serve_http on {target.__name__} needs model=...: a path, a URL or a loader"
+                )
+            provider = _provider(
+                model,
+                connection=connection,
+                refresh_after=refresh_after,
+                sha256=sha256,
+                cache_dir=cache_dir,
+                base=_folder_of(target),
+            )
+            handler, name = target, target.__name__
+            is_async = inspect.iscoroutinefunction(target)
+        if warm and isinstance(provider, ModelSource):
+            provider.warm()
+        endpoint = Endpoint(
+            input_schema,
+            output_schema,
+            provider,
+            handler=handler,
+            name=name,
+            max_body_bytes=max_body_bytes,
+            max_batch=max_batch,
+        )
+        wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
+        wrapper.__name__ = wrapper.__qualname__ = name
+        wrapper.__module__ = getattr(target, "__module__", __name__)
+        wrapper.__doc__ = getattr(target, "__doc__", None)
+        wrapper.__servefn_endpoint__ = endpoint  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
+    def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return to_response(endpoint.handle(to_request(req)))
+
+    return handler
+
+
+def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
+    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return to_response(await endpoint.handle_async(to_request(req)))
+
+    return handler
+
+
+def to_request(req: func.HttpRequest) -> Request:
+    """``func.HttpRequest`` -> :class:`~servefn.http.Request` (header names lower-cased)."""
+    return Request(
+        method=req.method,
+        body=req.get_body(),
+        headers={k.lower(): v for k, v in req.headers.items()},
+        query=dict(req.params),
+    )
+
+
+def to_response(response: Response) -> func.HttpResponse:
+    """:class:`~servefn.http.Response` -> ``func.HttpResponse``."""
+    media, _, charset = response.media_type.partition("; charset=")
+    return func.HttpResponse(
+        body=response.body,
+        status_code=response.status,
+        headers=dict(response.headers),
+        mimetype=media,
+        charset=charset or "utf-8",
+    )
+
+
+def endpoint_of(function: Any) -> Endpoint:
+    """The :class:`Endpoint` behind a ``serve_http`` function (or its ``@app.route`` builder)."""
+    candidates = [function]
+    inner = getattr(function, "_function", None)  # azure.functions' FunctionBuilder
+    if inner is not None and hasattr(inner, "get_user_function"):
+        candidates.append(inner.get_user_function())
+    for candidate in candidates:
+        endpoint = getattr(candidate, "__servefn_endpoint__", None)
+        if isinstance(endpoint, Endpoint):
+            return endpoint
+    raise ServefnError(f"{function!r} was not made by serve_http")
+
+
+def add_health_routes(
+    app: func.FunctionApp,
+    *functions: Any,
+    route_prefix: str = "api",
+    auth_level: func.AuthLevel | None = None,
+) -> None:
+    """Add ``GET health`` and ``GET openapi.json`` to ``app`` for its serve_http functions.
+
+    With no ``functions`` given, every serve_http function already registered on ``app`` is
+    covered. ``route_prefix`` is host.json's ``extensions.http.routePrefix`` (default ``api``);
+    it only affects the paths written into the OpenAPI document.
+    """
+    from .openapi import openapi_document
+
+    routes = _registered_routes(app)
+    endpoints = [endpoint_of(f) for f in functions] or [e for e, _, _ in routes]
+    if not endpoints:
+        raise ServefnError(
+            "add_health_routes found no serve_http functions on the app; add it last"
+        )
+    paths = {id(e): (route, methods) for e, route, methods in routes}
+    level = auth_level if auth_level is not None else _default_auth(app)
+
+    @app.route(route="health", methods=["GET"], auth_level=level)
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        answers = [e.health() for e in endpoints]
+        status = max(a.status for a in answers)
+        if len(answers) == 1:
+            return to_response(answers[0])
+        body = b"[" + b",".join(a.body for a in answers) + b"]"
+        return to_response(Response(status, body))
+
+    @app.route(route="openapi.json", methods=["GET"], auth_level=level)
+    def openapi(req: func.HttpRequest) -> func.HttpResponse:
+        document = openapi_document(
+            [(e, *paths.get(id(e), (e.name, ("GET", "POST")))) for e in endpoints],
+            route_prefix=route_prefix,
+            key_required=level != func.AuthLevel.ANONYMOUS,
+        )
+        return to_response(Response(200, document))
+
+
+# -- model providers ----------------------------------------------------------------------------
+
+
+def _provider(
+    model: ModelSpec,
+    *,
+    connection: str | None,
+    refresh_after: float,
+    sha256: str | None,
+    cache_dir: str | None,
+    base: Path | None,
+) -> ModelProvider:
+    if isinstance(model, LoadedModel):
+        return _Fixed(model)
+    if isinstance(model, ModelSource) or (hasattr(model, "get") and hasattr(model, "info")):
+        return model  # type: ignore[return-value]
+    if isinstance(model, (str, os.PathLike)):
+        text = os.fspath(model)
+        options: dict[str, Any] = {}
+        if text.startswith(_AZURE_SCHEMES):
+            if connection is not None:
+                options["connection"] = connection
+        elif "://" not in text and base is not None and not Path(text).is_absolute():
+            text = str(base / text)
+        model = loader_for(text, **options)
+    if model is None:
+        raise ServefnError("serve_http needs model=...: a path, a URL or a loader")
+    return ModelSource(model, refresh_after=refresh_after, sha256=sha256, cache_dir=cache_dir)
+
+
+class _Fixed:
+    """A model given directly: always ready, never refreshed."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def get(self) -> LoadedModel:
+        return self.model
+
+    def info(self) -> dict[str, Any]:
+        return {"state": "ready", "version": self.model.version, "sha256": self.model.sha256}
+
+
+class _PredictorProvider:
+    """A user Predictor class (instantiated on first use) or instance, as a loaded model."""
+
+    def __init__(self, target: Any, input_schema: type[Schema], output_schema: type[Schema]):
+        self._target = target
+        self._schemas = (input_schema, output_schema)
+        self._model: LoadedModel | None = None
+
+    def get(self) -> LoadedModel:
+        if self._model is None:
+            predictor = self._target() if isinstance(self._target, type) else self._target
+            digest = hashlib.sha256(type(predictor).__qualname__.encode()).hexdigest()
+            self._model = LoadedModel(predictor, *self._schemas, {}, digest, 0)
+        return self._model
+
+    def info(self) -> dict[str, Any]:
+        model = self._model
+        return {"state": "ready" if model else "idle", "version": model.version if model else None}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _folder_of(target: Any) -> Path | None:
+    module = sys.modules.get(getattr(target, "__module__", ""), None)
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve().parent if file else None
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _default_auth(app: func.FunctionApp) -> func.AuthLevel:
+    level = getattr(app, "auth_level", None)
+    return level if isinstance(level, func.AuthLevel) else func.AuthLevel.FUNCTION
+
+
+def _registered_routes(app: func.FunctionApp) -> list[tuple[Endpoint, str, tuple[str, ...]]]:
+    """(endpoint, route, methods) of the serve_http functions registered on ``app`` so far."""
+    found = []
+    for builder in getattr(app, "_function_builders", []):
+        function = getattr(builder, "_function", None)
+        user = function.get_user_function() if function is not None else None
+        endpoint = getattr(user, "__servefn_endpoint__", None)
+        if not isinstance(endpoint, Endpoint):
+            continue
+        trigger = function.get_trigger() if function is not None else None
+        route = getattr(trigger, "route", None) or endpoint.name
+        methods = tuple(
+            str(getattr(m, "value", m)) for m in (getattr(trigger, "methods", None) or [])
+        )
+        found.append((endpoint, route, methods or ("GET", "POST")))
+    return found

@@ -1,0 +1,467 @@
+"""The framework-neutral prediction endpoint: request bytes in, validated prediction bytes out.
+
+Contract (DESIGN.md "HTTP contract"):
+
+- POST ``application/json``: one object -> one object; an array -> an array;
+  ``{"instances": [...]}`` -> ``{"predictions": [...]}``.
+- POST ``text/csv``: rows by the input schema's column indices (``header=present`` to skip one).
+- GET: query parameters -> one record.
+- ``Accept: text/plain``: the first output column's bare value(s), one per line
+  (the original walkthrough's answer, ``Iris-virginica``).
+- Errors are RFC 9457 problem+json (:mod:`servefn.problems`) with field paths and never the
+  client's values; 500s carry an id that is in the log with the traceback.
+
+Azure Functions, the local host and any other server adapt their request objects to
+:class:`Request` and back from :class:`Response` (see :mod:`servefn.azure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+
+from .artifact import LoadedModel
+from .delimited import numbered_rows, parse_rows
+from .errors import DataFormatError, ModelUnavailable, SchemaError, ServefnError
+from .problems import PROBLEM_MEDIA_TYPE, Problem
+from .schema import Schema
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_BODY_BYTES",
+    "Endpoint",
+    "Handler",
+    "ModelProvider",
+    "Request",
+    "Response",
+]
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BATCH = 10_000
+JSON = "application/json"
+_ALLOWED_METHODS = ("GET", "POST")
+_IGNORED_QUERY = frozenset({"code"})  # the Functions key travels as ?code=...
+logger = logging.getLogger("servefn.http")
+
+Handler = Callable[[LoadedModel, list[Any]], Any]
+"""A user function ``(model, inputs) -> outputs``; may be ``async``."""
+
+
+class ModelProvider(Protocol):
+    """Where an endpoint gets its model: a :class:`~servefn.loaders.ModelSource` or a fixed one."""
+
+    def get(self) -> LoadedModel: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request as the endpoint needs it; header names are lower-case."""
+
+    method: str
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP response: status, body bytes, media type and extra headers."""
+
+    status: int
+    body: bytes
+    media_type: str = JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A request body turned into rows: records (validated) or a matrix (CSV), and its shape."""
+
+    shape: str  # "one" | "many" | "instances"
+    records: list[Schema] | None = None
+    matrix: np.ndarray | None = None
+
+
+class Endpoint:
+    """Validates requests against ``input_schema``, predicts, and encodes ``output_schema``.
+
+    ``model`` is anything with ``get() -> LoadedModel`` and ``info()``. ``handler`` is an
+    optional user function ``(model, inputs) -> outputs`` (inputs are validated input records;
+    outputs are output records, dicts, or a mapping of output arrays); without it the model's
+    predictor runs directly on the feature matrix, the fastest path.
+    """
+
+    def __init__(
+        self,
+        input_schema: type[Schema],
+        output_schema: type[Schema],
+        model: ModelProvider,
+        *,
+        handler: Handler | None = None,
+        name: str = "predict",
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self.input_schema = input_schema
+        self.output_schema = output_schema
+        self.model = model
+        self.handler = handler
+        self.name = name
+        self.max_body_bytes = max_body_bytes
+        self.max_batch = max_batch
+        self.is_async = handler is not None and inspect.iscoroutinefunction(handler)
+        self._one = TypeAdapter(input_schema)
+        self._many = TypeAdapter(list[input_schema])  # type: ignore[valid-type]
+        self._output_names = [c.name for c in output_schema.columns() if c.role != "ignore"]
+        self._checked_versions: set[str] = set()
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request (sync handlers and the built-in predictor path)."""
+        try:
+            model, parsed = self._prepare(request)
+            outputs = self._run_sync(model, parsed)
+            return self._encode(request, model, parsed, outputs)
+        except Problem as problem:
+            return _problem_response(problem)
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected failures become 500s
+            return _problem_response(_internal_error(exc, self.name))
+
+    async def handle_async(self, request: Request) -> Response:
+        """Answer one request, awaiting an async handler; the first model load runs in a thread."""
+        try:
+            model, parsed = await asyncio.to_thread(self._prepare, request)
+            outputs = await self._run_async(model, parsed)
+            return self._encode(request, model, parsed, outputs)
+        except Problem as problem:
+            return _problem_response(problem)
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected failures become 500s
+            return _problem_response(_internal_error(exc, self.name))
+
+    def health(self) -> Response:
+        """Model state for probes and people: 200 when a model is loaded, 503 otherwise."""
+        info = self.model.info()
+        ready = info.get("state") in ("ready", "stale") or info.get("version") is not None
+        body = {"status": "ok" if ready else "unavailable", "endpoint": self.name, "model": info}
+        return Response(200 if ready else 503, pydantic_core.to_json(body))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _prepare(self, request: Request) -> tuple[LoadedModel, _Parsed]:
+        method = request.method.upper()
+        if method not in _ALLOWED_METHODS:
+            raise Problem(
+                405,
+                f"{method} is not supported here; use GET with query parameters or POST a body",
+                headers={"Allow": ", ".join(_ALLOWED_METHODS)},
+            )
+        parsed = self._parse_query(request) if method == "GET" else self._parse_body(request)
+        return self._model(), parsed
+
+    def _model(self) -> LoadedModel:
+        try:
+            model = self.model.get()
+        except ModelUnavailable as exc:
+            seconds = max(1, round(exc.retry_after))
+            raise Problem(
+                503,
+                "the model is not loaded yet; retry later",
+                headers={"Retry-After": str(seconds)},
+            ) from None
+        if model.version not in self._checked_versions:
+            self._check_model(model)
+        return model
+
+    def _check_model(self, model: LoadedModel) -> None:
+        """Refuse a model whose features differ from what this endpoint validates."""
+        declared = self.input_schema.feature_names()
+        found = model.input_schema.feature_names()
+        if declared != found and self.handler is None:
+            logger.error(
+                "model %s expects features %s but endpoint %s declares %s",
+                model.version,
+                found,
+                self.name,
+                declared,
+            )
+            raise Problem(503, "the loaded model does not fit this endpoint's input schema")
+        self._checked_versions.add(model.version)
+
+    def _parse_body(self, request: Request) -> _Parsed:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large(int(declared))
+        if len(request.body) > self.max_body_bytes:
+            raise self._too_large(len(request.body))
+        media, params = _media_type(request.headers.get("content-type", ""))
+        if media == JSON or media.endswith("+json"):
+            return self._parse_json(request.body)
+        if media == "text/csv":
+            return self._parse_csv(request.body, header=params.get("header") == "present")
+        raise Problem(
+            415,
+            "send the body as application/json (or text/csv by column index)"
+            + ("; the Content-Type header is missing" if not media else ""),
+        )
+
+    def _too_large(self, size: int) -> Problem:
+        return Problem(
+            413,
+            f"the body is {size} bytes; the limit is {self.max_body_bytes}. Send fewer rows per "
+            "request",
+        )
+
+    def _parse_json(self, body: bytes) -> _Parsed:
+        try:
+            document = pydantic_core.from_json(body, allow_inf_nan=False)
+        except ValueError as exc:
+            raise Problem(400, f"the body is not valid JSON: {_json_reason(exc)}") from None
+        if isinstance(document, list):
+            return _Parsed("many", self._validate_many(document, ()))
+        if isinstance(document, dict):
+            if "instances" in document and self._is_instances(document):
+                return _Parsed(
+                    "instances", self._validate_many(document["instances"], ("instances",))
+                )
+            return _Parsed("one", [self._validate_one(document, ())])
+        raise Problem(
+            422,
+            f"the body is a JSON {_json_type(document)}; send an object, an array of objects or "
+            '{"instances": [...]}',
+            errors=[{"type": "model_type", "loc": [], "msg": "expected an object or an array"}],
+        )
+
+    def _is_instances(self, document: dict[str, Any]) -> bool:
+        names = {c.name for c in self.input_schema.columns()} | set(self.input_schema.model_fields)
+        return "instances" not in names and set(document) == {"instances"}
+
+    def _validate_one(self, document: Any, prefix: tuple[str | int, ...]) -> Schema:
+        try:
+            return self._one.validate_python(document, by_name=False)
+        except ValidationError as exc:
+            raise _validation_problem(exc, prefix) from None
+
+    def _validate_many(self, documents: Any, prefix: tuple[str | int, ...]) -> list[Schema]:
+        if isinstance(documents, list):
+            if not documents:
+                raise Problem(
+                    422,
+                    "the batch is empty; send at least one record",
+                    errors=[{"type": "too_short", "loc": list(prefix), "msg": "no records"}],
+                )
+            if len(documents) > self.max_batch:
+                raise Problem(
+                    413,
+                    f"the batch has {len(documents)} records; the limit is {self.max_batch}. "
+                    "Split it into smaller requests",
+                )
+        try:
+            records: list[Schema] = self._many.validate_python(documents, by_name=False)
+        except ValidationError as exc:
+            raise _validation_problem(exc, prefix) from None
+        return records
+
+    def _parse_csv(self, body: bytes, *, header: bool) -> _Parsed:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Problem(400, "the CSV body is not valid UTF-8") from None
+        try:
+            rows = list(numbered_rows(text.splitlines(), header=header, source="body"))
+            if len(rows) > self.max_batch:
+                raise Problem(413, f"the CSV has {len(rows)} rows; the limit is {self.max_batch}")
+            if not rows:
+                raise Problem(422, "the CSV body has no rows; send at least one")
+            table = parse_rows(rows, self.input_schema.columns(), source="body", quote_values=False)
+        except DataFormatError as exc:
+            loc: list[str | int] = ["line", exc.line]
+            if exc.column is not None:
+                loc += ["column", exc.column]
+            message = str(exc).split(": ", 1)[-1]
+            raise Problem(
+                422,
+                "the CSV body does not match the input columns",
+                errors=[{"type": "csv", "loc": loc, "msg": message}],
+            ) from None
+        except SchemaError as exc:
+            raise Problem(422, str(exc)) from None
+        if self.handler is None:
+            return _Parsed("many", matrix=self.input_schema.table_to_matrix(table))
+        rows_as_dicts = [dict(zip(table, values, strict=True)) for values in zip(*table.values())]
+        return _Parsed("many", self._validate_many(_plain(rows_as_dicts), ()))
+
+    def _parse_query(self, request: Request) -> _Parsed:
+        document: dict[str, Any] = {}
+        vectors = {c.name for c in self.input_schema.columns() if c.kind == "vector"}
+        for key, value in request.query.items():
+            if key in _IGNORED_QUERY:
+                continue
+            document[key] = value.split(",") if key in vectors else value
+        try:
+            record = self._one.validate_python(document, by_name=False, strict=False)
+        except ValidationError as exc:
+            raise _validation_problem(exc, ("query",)) from None
+        return _Parsed("one", [record])
+
+    def _run_sync(self, model: LoadedModel, parsed: _Parsed) -> Any:
+        if self.handler is None:
+            return self._predict(model, parsed)
+        result = self.handler(model, self._records(parsed))
+        if inspect.isawaitable(result):
+            raise ServefnError("the handler returned an awaitable; declare it with async def")
+        return result
+
+    async def _run_async(self, model: LoadedModel, parsed: _Parsed) -> Any:
+        if self.handler is None:
+            return self._predict(model, parsed)
+        result = self.handler(model, self._records(parsed))
+        return await result if inspect.isawaitable(result) else result
+
+    def _records(self, parsed: _Parsed) -> list[Schema]:
+        assert parsed.records is not None
+        return parsed.records
+
+    def _predict(self, model: LoadedModel, parsed: _Parsed) -> Mapping[str, Any]:
+        matrix = (
+            parsed.matrix
+            if parsed.matrix is not None
+            else self.input_schema.to_matrix(self._records(parsed))
+        )
+        return model.predictor.predict(matrix)
+
+    def _encode(
+        self, request: Request, model: LoadedModel, parsed: _Parsed, outputs: Any
+    ) -> Response:
+        rows = self._output_rows(outputs)
+        expected = 1 if parsed.shape == "one" else None
+        if expected is not None and len(rows) != expected:
+            raise ServefnError(f"the handler returned {len(rows)} outputs for one input")
+        headers = {"X-Model-Version": model.version}
+        if _wants_text(request.headers.get("accept", "")):
+            first = self._output_names[0]
+            text = "\n".join(_plain_text(r[first]) for r in rows)
+            return Response(200, text.encode(), "text/plain; charset=utf-8", headers)
+        document: Any
+        if parsed.shape == "one":
+            document = rows[0]
+        elif parsed.shape == "instances":
+            document = {"predictions": rows}
+        else:
+            document = rows
+        return Response(200, pydantic_core.to_json(document), JSON, headers)
+
+    def _output_rows(self, outputs: Any) -> list[dict[str, Any]]:
+        """Normalise what a predictor or handler returned to JSON-ready output dicts."""
+        if isinstance(outputs, Mapping):
+            return self.output_schema.records_from_arrays(outputs)
+        if isinstance(outputs, (Schema, dict)):
+            outputs = [outputs]
+        if not isinstance(outputs, Sequence):
+            raise ServefnError(
+                f"the handler returned {type(outputs).__name__}; return output records, dicts "
+                "or a mapping of output arrays"
+            )
+        rows = []
+        for item in outputs:
+            if isinstance(item, Schema) and not isinstance(item, self.output_schema):
+                item = item.model_dump(by_alias=True)  # e.g. the model's own copy of the schema
+            record = (
+                item
+                if isinstance(item, self.output_schema)
+                else self.output_schema.model_validate(item, strict=False)
+            )
+            rows.append(record.model_dump(mode="json", by_alias=True))
+        return rows
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _problem_response(problem: Problem) -> Response:
+    return Response(problem.status, problem.to_bytes(), PROBLEM_MEDIA_TYPE, problem.headers)
+
+
+def _internal_error(exc: Exception, endpoint: str) -> Problem:
+    error_id = uuid.uuid4().hex[:12]
+    logger.error("prediction failed in %s (error id %s)", endpoint, error_id, exc_info=exc)
+    return Problem(
+        500,
+        f"the prediction failed; the error id {error_id} is in the server log",
+        error_id=error_id,
+    )
+
+
+def _validation_problem(exc: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
+    errors = [
+        {"type": e["type"], "loc": [*prefix, *e["loc"]], "msg": e["msg"]}
+        for e in exc.errors(include_input=False, include_url=False, include_context=False)
+    ]
+    count = len(errors)
+    return Problem(
+        422,
+        f"{count} field{'s' if count != 1 else ''} did not validate; see errors",
+        errors=errors[:100],
+    )
+
+
+def _media_type(header: str) -> tuple[str, dict[str, str]]:
+    media, _, rest = header.partition(";")
+    params = {}
+    for part in rest.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip():
+            params[key.strip().lower()] = value.strip().strip('"').lower()
+    return media.strip().lower(), params
+
+
+def _wants_text(accept: str) -> bool:
+    """True when ``Accept`` prefers text/plain over JSON (q-values honoured, JSON by default)."""
+    if "text/plain" not in accept:
+        return False
+    best: dict[str, float] = {}
+    for item in accept.split(","):
+        media, params = _media_type(item)
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        best[media] = max(best.get(media, 0.0), q)
+    text = best.get("text/plain", 0.0)
+    json_q = max(best.get(JSON, 0.0), best.get("application/*", 0.0), best.get("*/*", 0.0))
+    return text > 0 and text > json_q or (text > 0 and text == json_q and _first(accept))
+
+
+def _first(accept: str) -> bool:
+    return accept.strip().lower().startswith("text/plain")
+
+
+def _plain_text(value: Any) -> str:
+    return value if isinstance(value, str) else pydantic_core.to_json(value).decode()
+
+
+def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """numpy scalars from a parsed CSV table -> Python values pydantic validates strictly."""
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows]
+
+
+def _json_reason(exc: ValueError) -> str:
+    # pydantic_core's messages name the position and the problem, never the content
+    return str(exc).split("\n", 1)[0][:200]
+
+
+def _json_type(value: Any) -> str:
+    return {str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )

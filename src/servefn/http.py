@@ -325,8 +325,9 @@ class Endpoint:
 
     async def _run_async(self, model: LoadedModel, parsed: _Parsed) -> Any:
         if self.handler is None:
-            return self._predict(model, parsed)
-        result = self.handler(model, self._records(parsed))
+            result: Any = self._predict(model, parsed)
+        else:
+            result = self.handler(model, self._records(parsed))
         return await result if inspect.isawaitable(result) else result
 
     def _records(self, parsed: _Parsed) -> list[Schema]:

@@ -1,0 +1,354 @@
+"""The HTTP contract through serve_http, with real azure.functions request/response objects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import numpy as np
+import pytest
+
+from servefn import Schema, column, read_model
+from servefn.artifact import LoadedModel, write_model
+from servefn.azure import add_health_routes, endpoint_of, serve_http
+from servefn.predictors import Predictor
+from servefn.predictors.base import Outputs, Payload
+from servefn.predictors.linear import LinearClassifier
+
+
+class Flower(Schema):
+    sepal_length: float = column(0, name="SepalLength")
+    sepal_width: float = column(1, name="SepalWidth")
+    petal_length: float = column(2, name="PetalLength")
+    petal_width: float = column(3, name="PetalWidth")
+    label: str | None = column(4, name="Label", role="label", default=None)
+
+
+class Answer(Schema):
+    predicted_label: str = column(name="PredictedLabel")
+    score: list[float] = column(name="Score")
+
+
+ONE = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1}
+SETOSA = {"SepalLength": 5.1, "SepalWidth": 3.5, "PetalLength": 1.4, "PetalWidth": 0.2}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A linear model whose class is decided by PetalWidth: small -> setosa, large -> virginica."""
+    weights = np.zeros((4, 3))
+    weights[3] = [-4.0, 0.0, 4.0]
+    path = tmp_path_factory.mktemp("model") / "model.zip"
+    classes = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    write_model(
+        path,
+        LinearClassifier(weights, np.array([4.0, 0.0, -4.0]), classes),
+        input=Flower,
+        output=Answer,
+    )
+    return path
+
+
+def make_handler(model_path: Path, **options: Any) -> Any:
+    @serve_http(Flower, Answer, model=str(model_path), **options)
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return model.predict(inputs)
+
+    return predict
+
+
+def call(
+    handler: Any,
+    method: str = "POST",
+    body: bytes | str | dict[str, Any] | list[Any] = b"",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> func.HttpResponse:
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    request = func.HttpRequest(
+        method,
+        "http://localhost/api/Predict",
+        headers=headers or {},
+        params=params or {},
+        body=body,
+    )
+    response: func.HttpResponse = handler(request)
+    return response
+
+
+def problem(response: func.HttpResponse) -> dict[str, Any]:
+    assert response.mimetype == "application/problem+json"
+    doc: dict[str, Any] = json.loads(response.get_body())
+    assert doc["status"] == response.status_code and doc["title"] and doc["detail"]
+    assert "Traceback" not in response.get_body().decode()
+    return doc
+
+
+def test_single_object_answers_one_object_with_model_version(model_path: Path) -> None:
+    handler = make_handler(model_path)
+    response = call(handler, body=ONE, headers=JSON_HEADERS)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    answer = json.loads(response.get_body())
+    assert answer["PredictedLabel"] == "Iris-virginica"
+    assert len(answer["Score"]) == 3 and abs(sum(answer["Score"]) - 1) < 1e-9
+    assert response.headers["X-Model-Version"] == read_model(model_path).version
+
+
+def test_arrays_instances_csv_and_query_agree(model_path: Path) -> None:
+    handler = make_handler(model_path)
+    array = json.loads(call(handler, body=[ONE, SETOSA], headers=JSON_HEADERS).get_body())
+    wrapped = json.loads(
+        call(handler, body={"instances": [ONE, SETOSA]}, headers=JSON_HEADERS).get_body()
+    )
+    csv = call(
+        handler,
+        body="SL,SW,PL,PW,Label\n3.3,1.6,0.2,5.1\n5.1,3.5,1.4,0.2,Iris-setosa\n",
+        headers={"Content-Type": "text/csv; header=present"},
+    )
+    query = call(handler, "GET", params={**{k: str(v) for k, v in ONE.items()}, "code": "key"})
+    assert [a["PredictedLabel"] for a in array] == ["Iris-virginica", "Iris-setosa"]
+    assert wrapped == {"predictions": array}
+    assert json.loads(csv.get_body()) == array
+    assert json.loads(query.get_body()) == array[0]
+
+
+def test_accept_text_plain_returns_the_bare_label(model_path: Path) -> None:
+    handler = make_handler(model_path)
+    one = call(handler, body=ONE, headers={**JSON_HEADERS, "Accept": "text/plain"})
+    assert (one.status_code, one.mimetype, one.get_body()) == (200, "text/plain", b"Iris-virginica")
+    many = call(handler, body=[ONE, SETOSA], headers={**JSON_HEADERS, "accept": "text/plain"})
+    assert many.get_body() == b"Iris-virginica\nIris-setosa"
+    prefers_json = call(
+        handler, body=ONE, headers={**JSON_HEADERS, "Accept": "application/json, text/plain;q=0.5"}
+    )
+    assert prefers_json.mimetype == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "headers", "status", "needle"),
+    [
+        ("POST", b"{bad", JSON_HEADERS, 400, "not valid JSON"),
+        ("POST", b"\xff\xfe", JSON_HEADERS, 400, "not valid JSON"),
+        ("POST", b'{"SepalLength": NaN}', JSON_HEADERS, 400, "not valid JSON"),
+        ("POST", b"[]", JSON_HEADERS, 422, "empty"),
+        ("POST", b'"text"', JSON_HEADERS, 422, "JSON string"),
+        ("POST", json.dumps(ONE).encode(), {}, 415, "Content-Type header is missing"),
+        ("POST", json.dumps(ONE).encode(), {"Content-Type": "text/xml"}, 415, "application/json"),
+        ("PUT", json.dumps(ONE).encode(), JSON_HEADERS, 405, "PUT is not supported"),
+        ("DELETE", b"", {}, 405, "DELETE is not supported"),
+        ("POST", b"1,2,3\n", {"Content-Type": "text/csv"}, 422, "CSV body"),
+        ("POST", b"1,x,3,4\n", {"Content-Type": "text/csv"}, 422, "CSV body"),
+    ],
+)
+def test_bad_requests_get_precise_problems_without_echo(
+    model_path: Path, method: str, body: bytes, headers: dict[str, str], status: int, needle: str
+) -> None:
+    response = call(make_handler(model_path), method, body=body, headers=headers)
+    assert response.status_code == status
+    doc = problem(response)
+    assert needle in doc["detail"]
+    if status == 405:
+        assert response.headers["Allow"] == "GET, POST"
+
+
+def test_validation_errors_have_field_paths_and_never_echo_values(model_path: Path) -> None:
+    secret = "s3cr3t-value-that-must-not-be-echoed"
+    handler = make_handler(model_path)
+    bodies = [
+        ({**ONE, "SepalLength": secret}, ["SepalLength"], "float_type"),
+        ([ONE, {**ONE, "Extra": secret}], [1, "Extra"], "extra_forbidden"),
+        (
+            {"instances": [ONE, ONE, {**ONE, "PetalWidth": None}]},
+            ["instances", 2, "PetalWidth"],
+            None,
+        ),
+        ({k: v for k, v in ONE.items() if k != "SepalWidth"}, ["SepalWidth"], "missing"),
+    ]
+    for body, loc, error_type in bodies:
+        response = call(handler, body=body, headers=JSON_HEADERS)
+        assert response.status_code == 422
+        doc = problem(response)
+        assert secret not in response.get_body().decode()
+        assert doc["errors"][0]["loc"] == loc
+        assert error_type is None or doc["errors"][0]["type"] == error_type
+    bad_query = call(
+        handler, "GET", params={**{k: str(v) for k, v in ONE.items()}, "PetalWidth": secret}
+    )
+    assert bad_query.status_code == 422
+    assert problem(bad_query)["errors"][0]["loc"] == ["query", "PetalWidth"]
+    assert secret not in bad_query.get_body().decode()
+
+
+def test_body_and_batch_limits_answer_413(model_path: Path) -> None:
+    handler = make_handler(model_path, max_body_bytes=1000, max_batch=3)
+    big = call(handler, body=[ONE] * 20, headers=JSON_HEADERS)
+    assert big.status_code == 413 and "limit is 1000" in problem(big)["detail"]
+    declared = call(handler, body=ONE, headers={**JSON_HEADERS, "Content-Length": "99999"})
+    assert declared.status_code == 413
+    batch = call(handler, body=[ONE] * 4, headers=JSON_HEADERS)
+    assert batch.status_code == 413 and "limit is 3" in problem(batch)["detail"]
+    csv = call(handler, body="3,1,2,5\n" * 4, headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 413
+
+
+def test_missing_model_answers_503_with_retry_after(tmp_path: Path) -> None:
+    handler = make_handler(tmp_path / "nowhere.zip")
+    response = call(handler, body=ONE, headers=JSON_HEADERS)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "nowhere" not in problem(response)["detail"]
+
+
+def test_a_failing_handler_is_a_500_whose_id_is_logged(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    @serve_http(Flower, Answer, model=str(model_path))
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        raise RuntimeError("internal detail: database password=hunter2")
+
+    with caplog.at_level(logging.ERROR, logger="servefn.http"):
+        response = call(predict, body=ONE, headers=JSON_HEADERS)
+    assert response.status_code == 500
+    doc = problem(response)
+    assert "hunter2" not in response.get_body().decode()
+    assert doc["error_id"] in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_handler_outputs_may_be_dicts_records_or_arrays(model_path: Path) -> None:
+    def returning(value: Any) -> Any:
+        @serve_http(Flower, Answer, model=str(model_path))
+        def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+            return value(model, inputs)
+
+        return predict
+
+    variants = [
+        lambda m, i: [{"PredictedLabel": "x", "Score": [1.0]} for _ in i],
+        lambda m, i: [Answer(predicted_label="x", score=[1.0]) for _ in i],
+        lambda m, i: {"PredictedLabel": np.array(["x"] * len(i)), "Score": np.ones((len(i), 1))},
+    ]
+    for variant in variants:
+        response = call(returning(variant), body=[ONE, ONE], headers=JSON_HEADERS)
+        assert json.loads(response.get_body()) == [{"PredictedLabel": "x", "Score": [1.0]}] * 2
+    broken = call(returning(lambda m, i: [{"Wrong": 1}]), body=ONE, headers=JSON_HEADERS)
+    assert broken.status_code == 500
+
+
+def test_wrapper_is_indexable_by_the_functions_worker(model_path: Path) -> None:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+    @app.route(route="Predict", methods=["GET", "POST"])
+    @serve_http(Flower, Answer, model=str(model_path))
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return model.predict(inputs)
+
+    add_health_routes(app)
+    functions = {f.get_function_name(): f for f in app.get_functions()}
+    assert set(functions) == {"predict", "health", "openapi"}
+    trigger = json.loads(functions["predict"].get_raw_bindings()[0])
+    assert trigger == {
+        "direction": "IN",
+        "type": "httpTrigger",
+        "name": "req",
+        "methods": ["GET", "POST"],
+        "authLevel": "FUNCTION",
+        "route": "Predict",
+    }
+    user = functions["predict"].get_user_function()
+    import inspect
+
+    assert list(inspect.signature(user).parameters) == ["req"]
+    assert call(user, body=ONE, headers=JSON_HEADERS).status_code == 200
+    health = functions["health"].get_user_function()(
+        func.HttpRequest("GET", "http://x/api/health", body=b"")
+    )
+    info = json.loads(health.get_body())
+    assert health.status_code == 200 and info["model"]["state"] == "ready"
+    assert info["model"]["version"] == read_model(model_path).version
+    spec = json.loads(
+        functions["openapi"]
+        .get_user_function()(func.HttpRequest("GET", "http://x/api/openapi.json", body=b""))
+        .get_body()
+    )
+    assert spec["openapi"] == "3.1.0"
+    assert set(spec["paths"]["/api/Predict"]) == {"get", "post"}
+    assert spec["components"]["schemas"]["Flower"]["additionalProperties"] is False
+    assert endpoint_of(functions["predict"].get_user_function()).name == "predict"
+
+
+def test_health_is_503_before_a_model_could_be_loaded(tmp_path: Path) -> None:
+    handler = make_handler(tmp_path / "missing.zip")
+    call(handler, body=ONE, headers=JSON_HEADERS)
+    health = endpoint_of(handler).health()
+    doc = json.loads(health.body)
+    assert health.status == 503 and doc["model"]["state"] == "unavailable"
+    assert doc["model"]["last_error"]
+
+
+class Doubler(Predictor):
+    """A user predictor: the class is decided by whether PetalWidth > 1."""
+
+    kind = "test-doubler"
+    outputs = ("PredictedLabel", "Score")
+
+    def predict(self, X: np.ndarray) -> Outputs:
+        wide = X[:, 3] > 1
+        return {"PredictedLabel": np.where(wide, "wide", "narrow"), "Score": X[:, 3:4] * 2}
+
+    def to_payload(self) -> Payload:
+        return Payload({}, {})
+
+    @classmethod
+    def from_payload(cls, params: Any, files: Any) -> Doubler:
+        return cls()
+
+
+class AsyncDoubler(Doubler):
+    async def predict(self, X: np.ndarray) -> Outputs:  # type: ignore[override]
+        await asyncio.sleep(0)
+        return super().predict(X)
+
+
+def test_predictor_classes_and_instances_serve_directly() -> None:
+    by_class = serve_http(Flower, Answer)(Doubler)
+    by_instance = serve_http(Flower, Answer)(Doubler())
+    assert by_class.__name__ == "doubler"
+    for handler in (by_class, by_instance):
+        answer = json.loads(call(handler, body=ONE, headers=JSON_HEADERS).get_body())
+        assert answer == {"PredictedLabel": "wide", "Score": [pytest.approx(10.2)]}
+
+
+def test_async_predictors_make_async_functions() -> None:
+    import inspect
+
+    handler = serve_http(Flower, Answer)(AsyncDoubler)
+    assert inspect.iscoroutinefunction(handler) and handler.__name__ == "async_doubler"
+    request = func.HttpRequest(
+        "POST", "http://x/api/Predict", headers=JSON_HEADERS, body=json.dumps(SETOSA).encode()
+    )
+    answer = json.loads(asyncio.run(handler(request)).get_body())
+    assert answer["PredictedLabel"] == "narrow"
+
+
+def test_async_handlers_make_async_functions(model_path: Path) -> None:
+    @serve_http(Flower, Answer, model=str(model_path))
+    async def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        await asyncio.sleep(0)
+        return model.predict(inputs)
+
+    import inspect
+
+    assert inspect.iscoroutinefunction(predict)
+    request = func.HttpRequest(
+        "POST", "http://x/api/Predict", headers=JSON_HEADERS, body=json.dumps(ONE).encode()
+    )
+    response = asyncio.run(predict(request))
+    assert json.loads(response.get_body())["PredictedLabel"] == "Iris-virginica"

@@ -30,8 +30,9 @@ $(AZURITE):
 
 azurite: $(AZURITE)
 
+# Train the iris model if model.zip is missing, serve it with `servefn serve`, ask over HTTP.
 demo: $(VENV)/.stamp-demo
-	cd $(IRIS) && ../../$(BIN)/python train.py
+	$(BIN)/python $(IRIS)/demo.py
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks examples

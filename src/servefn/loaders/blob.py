@@ -1,0 +1,187 @@
+"""Load a model from Azure Blob Storage with azure-storage-blob, as a Functions binding would.
+
+One conditional GET per check (``If-None-Match``): an unchanged blob costs a 304 and no bytes.
+azure-storage-blob is imported on first use; every Azure exception is translated here, once,
+into a :class:`LoaderError` whose message names the container and blob but never a key or SAS
+(Azure's own messages can contain the request URL with its SAS, so they are not chained).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Any
+
+from servefn.errors import LoaderError
+
+from .base import Fetched, describe_error, redact, redact_logger, require
+from .connection import AZURE_EXTRA, AzureConnection, resolve_connection
+
+if TYPE_CHECKING:
+    from azure.core.exceptions import AzureError
+    from azure.storage.blob import BlobClient
+
+__all__ = ["BlobLoader"]
+
+logger = logging.getLogger("servefn.loaders")
+
+_SCHEME = "blob://"
+
+
+class BlobLoader:
+    """Reads ``container/blob`` from the storage account named by ``connection``.
+
+    Parameters
+    ----------
+    path:
+        ``"container/path/to/model.zip"`` (a binding path), or ``"blob://container/path"``.
+    connection:
+        An app setting name, identity-based settings prefix, connection string or account URL;
+        see :mod:`servefn.loaders.connection`. Resolved on the first fetch, so settings loaded
+        after import (``local.settings.json``) count.
+    timeout:
+        Seconds allowed to connect and for each read; with ``retries``, a check against an
+        unreachable account gives up after about ``(retries + 1) * timeout`` seconds plus
+        ``retries`` backoffs of at most 2 seconds (the SDK default would wait a minute or more).
+    retries:
+        Retries of a failed request (connection errors, 5xx).
+    client_options:
+        Passed to ``BlobServiceClient`` (``transport``, ``proxies``, ``raw_response_hook``...).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        connection: str = "AzureWebJobsStorage",
+        *,
+        timeout: float = 10.0,
+        retries: int = 2,
+        **client_options: Any,
+    ) -> None:
+        require("azure.storage.blob", f"BlobLoader needs azure-storage-blob: {AZURE_EXTRA}")
+        self.container, self.blob = _split(path)
+        self.uri = f"{_SCHEME}{self.container}/{self.blob}"
+        self.timeout = timeout
+        self.retries = retries
+        self._connection = connection
+        self._client_options = client_options
+        self._account: AzureConnection | None = None
+        self._client: BlobClient | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"BlobLoader({self.uri!r}, connection={redact(self._connection)!r})"
+
+    @property
+    def account(self) -> AzureConnection:
+        """The resolved storage account and authentication (no network access)."""
+        if self._account is None:
+            self._account = resolve_connection(self._connection)
+        return self._account
+
+    @property
+    def cache_key(self) -> str:
+        """The blob's URL without credentials: what ModelSource's disk cache is keyed by."""
+        return f"{self.account.account_url}/{self.container}/{self.blob}"
+
+    @property
+    def client(self) -> BlobClient:
+        """The ``BlobClient`` for this blob, built on first use and reused."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = self._build_client()
+                    except (ValueError, TypeError) as exc:
+                        problem = describe_error(exc)
+                        raise LoaderError(
+                            f"cannot use the storage connection for {self.uri}: {problem}"
+                        ) from None
+        return self._client
+
+    def fetch(self, etag: str | None = None) -> Fetched | None:
+        """Download the blob, or return ``None`` when its etag is still ``etag`` (HTTP 304)."""
+        client = self.client
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, HttpResponseError
+
+        condition: dict[str, Any] = {}
+        if etag is not None:
+            condition = {"etag": etag, "match_condition": MatchConditions.IfModified}
+        try:
+            downloader = client.download_blob(timeout=math.ceil(self.timeout), **condition)
+            data = downloader.readall()
+        except HttpResponseError as exc:
+            if exc.status_code == 304:
+                return None
+            raise LoaderError(self._describe(exc)) from None
+        except AzureError as exc:
+            raise LoaderError(self._describe(exc)) from None
+        return Fetched(data=data, etag=str(downloader.properties.etag), uri=self.uri)
+
+    def _build_client(self) -> BlobClient:
+        from azure.storage.blob import BlobServiceClient, LinearRetry
+
+        account = self.account
+        redact_logger("urllib3.connectionpool")  # the SDK's HTTP transport logs SAS URLs at DEBUG
+        options: dict[str, Any] = {
+            "connection_timeout": self.timeout,
+            "read_timeout": self.timeout,
+            "retry_policy": LinearRetry(backoff=1, retry_total=self.retries, random_jitter_range=1),
+            **self._client_options,
+        }
+        if account.connection_string is not None:
+            service = BlobServiceClient.from_connection_string(account.connection_string, **options)
+        elif account.sas_token is not None:
+            service = BlobServiceClient(account.account_url, account.sas_token, **options)
+        else:
+            service = BlobServiceClient(account.account_url, account.credential(), **options)
+        logger.info("%s: storage account %s", self.uri, redact(account.describe()))
+        return service.get_blob_client(self.container, self.blob)
+
+    def _describe(self, exc: AzureError) -> str:
+        """A message for ``exc`` that says what to do and carries no secret."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        account = self.account
+        where = f"blob {self.blob!r} in container {self.container!r} of {account.account_url}"
+        status = getattr(exc, "status_code", None)
+        code = getattr(exc, "error_code", None)
+        if status == 404 and code == "ContainerNotFound":
+            return (
+                f"container {self.container!r} does not exist in {account.account_url}; "
+                f"create it and upload the model as {self.blob!r}"
+            )
+        if status == 404:
+            return f"{where} does not exist; upload the model there or fix the path"
+        if status in (401, 403):
+            return (
+                f"access denied to {where} (HTTP {status} {code}); check the key or SAS in "
+                f"{account.source}, or give the identity the Storage Blob Data Reader role"
+            )
+        if isinstance(exc, ClientAuthenticationError):
+            return (
+                f"could not get a token for {account.account_url} ({account.auth} from "
+                f"{account.source}): {describe_error(exc)}"
+            )
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            return (
+                f"could not reach {account.account_url} for {where} "
+                f"(timeout {self.timeout:g}s, {self.retries} retries): {describe_error(exc)}"
+            )
+        return f"storage error reading {where}: HTTP {status} {code or type(exc).__name__}"
+
+
+def _split(path: str) -> tuple[str, str]:
+    text = path[len(_SCHEME) :] if path.startswith(_SCHEME) else path
+    container, _, blob = text.strip("/").partition("/")
+    if not container or not blob:
+        raise ValueError(
+            f"blob path {path!r} must be 'container/path/to/model.zip' (as on a Functions binding)"
+        )
+    return container, blob

@@ -1,0 +1,397 @@
+"""``ModelSource``: the in-memory model every request uses, loaded once and refreshed cheaply.
+
+Hot path: ``get()`` reads the current model and compares the monotonic clock with the time of
+the next check; no lock, no I/O. When a check is due, the one caller that takes the lock asks
+the loader whether the artifact changed (a conditional request) while every other caller keeps
+getting the current model. A changed artifact is verified and parsed before it replaces the
+current one in a single assignment; a failed check or a refused artifact keeps the last good
+model and backs off. Before the first model, callers wait for one shared load, and a failed
+load raises :class:`ModelUnavailable` until its retry time without touching storage again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from os import PathLike
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from servefn.errors import LoaderError, ModelUnavailable
+
+from .base import ModelLoader, describe_error, redact
+from .cache import CachedArtifact, DiskCache
+
+if TYPE_CHECKING:
+    from servefn.artifact import LoadedModel
+
+__all__ = ["ModelSource", "SourceStats"]
+
+logger = logging.getLogger("servefn.loaders")
+
+T = TypeVar("T")
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class SourceStats:
+    """What a :class:`ModelSource` has done so far (for tests, benchmarks and health)."""
+
+    checks: int = 0
+    """Calls to the loader: each one a storage round trip."""
+    downloads: int = 0
+    """Checks that returned the artifact's bytes."""
+    loads: int = 0
+    """Artifacts parsed into a model."""
+    cache_hits: int = 0
+    """Models taken from the disk cache instead of a download."""
+    failures: int = 0
+    """Checks that failed, and artifacts refused (corrupt, or not the pinned sha256)."""
+
+
+@dataclass(frozen=True)
+class _Current(Generic[T]):
+    model: T
+    etag: str
+    sha256: str
+    size: int
+    loaded_at: float
+    origin: str
+
+
+class ModelSource(Generic[T]):
+    """The current model from ``loader``, parsed by ``parse`` and kept fresh.
+
+    Parameters
+    ----------
+    loader:
+        A :class:`ModelLoader`, or a path or URL for :func:`~servefn.loaders.loader_for`.
+    parse:
+        Turns artifact bytes into a model, raising on a bad artifact. Default:
+        :func:`servefn.artifact.read_model`.
+    refresh_after:
+        Seconds between conditional checks for a new artifact (0: check on every call).
+    sha256:
+        Pin: only an artifact with this sha256 is accepted, and once it is loaded storage is
+        not checked again.
+    cache_dir:
+        Keep a verified copy of the artifact here, so a new process on the same instance only
+        asks storage whether it is still current; while storage is unreachable at start-up,
+        the copy is served (state ``"stale"``). Entries are keyed by the loader's
+        ``cache_key`` when it has one (the Azure loaders: account URL and path), else its URI.
+    backoff_initial, backoff_max:
+        Retry delays after consecutive failures: ``backoff_initial`` doubling up to
+        ``backoff_max`` seconds; with a model loaded, never sooner than ``refresh_after``.
+    clock:
+        Monotonic clock in seconds (injectable for tests).
+    """
+
+    @overload
+    def __init__(
+        self: ModelSource[LoadedModel],
+        loader: ModelLoader | str | PathLike[str],
+        *,
+        parse: None = None,
+        refresh_after: float = 300.0,
+        sha256: str | None = None,
+        cache_dir: str | PathLike[str] | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        loader: ModelLoader | str | PathLike[str],
+        *,
+        parse: Callable[[bytes], T],
+        refresh_after: float = 300.0,
+        sha256: str | None = None,
+        cache_dir: str | PathLike[str] | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        loader: ModelLoader | str | PathLike[str],
+        *,
+        parse: Callable[[bytes], Any] | None = None,
+        refresh_after: float = 300.0,
+        sha256: str | None = None,
+        cache_dir: str | PathLike[str] | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if refresh_after < 0 or backoff_initial <= 0 or backoff_max < backoff_initial:
+            raise ValueError(
+                "need refresh_after >= 0 and 0 < backoff_initial <= backoff_max, got "
+                f"{refresh_after=}, {backoff_initial=}, {backoff_max=}"
+            )
+        if sha256 is not None and not _SHA256.fullmatch(sha256.lower()):
+            raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+        if isinstance(loader, (str, PathLike)):
+            from . import loader_for
+
+            loader = loader_for(loader)
+        self.loader = loader
+        self.uri = redact(loader.uri)
+        self.refresh_after = float(refresh_after)
+        self.backoff_initial = float(backoff_initial)
+        self.backoff_max = float(backoff_max)
+        self._parse: Callable[[bytes], Any] = parse or _read_model
+        self._pin = sha256.lower() if sha256 is not None else None
+        self._cache_dir = cache_dir
+        self._cache: DiskCache | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: _Current[T] | None = None
+        self._next_check = -math.inf
+        self._loading = False
+        self._failures = 0
+        self._last_error: str | None = None
+        self._last_checked: float | None = None
+        self._rejected: tuple[str, str] | None = None  # etag in storage we refused, and why
+        self._stats = SourceStats()
+
+    def __repr__(self) -> str:
+        return f"ModelSource({self.uri!r}, version={self.version!r})"
+
+    def get(self) -> T:
+        """The current model; loads it on first use. Raises :class:`ModelUnavailable`."""
+        current = self._current
+        if current is not None and self._clock() < self._next_check:
+            return current.model
+        if current is not None:
+            return self._refresh(current)
+        return self._load()
+
+    def warm(self) -> T:
+        """Load now (at start-up) rather than on the first request; same result as :meth:`get`."""
+        return self.get()
+
+    @property
+    def version(self) -> str | None:
+        """A short stable id of the current artifact (12 hex digits of its sha256)."""
+        current = self._current
+        return current.sha256[:12] if current is not None else None
+
+    @property
+    def stats(self) -> SourceStats:
+        """A snapshot of the counters."""
+        return replace(self._stats)
+
+    def info(self) -> dict[str, Any]:
+        """State for health checks and logs; contains no credentials."""
+        current = self._current
+        next_check = self._next_check
+        return {
+            "state": self._state(current),
+            "uri": self.uri,
+            "version": current.sha256[:12] if current else None,
+            "etag": current.etag if current else None,
+            "sha256": current.sha256 if current else None,
+            "size": current.size if current else None,
+            "origin": current.origin if current else None,
+            "loaded_at": _iso(current.loaded_at) if current else None,
+            "last_checked": _iso(self._last_checked),
+            "last_error": self._last_error,
+            "next_check_in": (
+                round(max(0.0, next_check - self._clock()), 3)
+                if math.isfinite(next_check)
+                else None
+            ),
+        }
+
+    def _state(self, current: _Current[T] | None) -> str:
+        if current is not None:
+            return "stale" if self._last_error else "ready"
+        if self._loading:
+            return "loading"
+        return "unavailable" if self._last_error else "idle"
+
+    def _refresh(self, current: _Current[T]) -> T:
+        """Check for a new artifact unless another caller is already doing so."""
+        if not self._lock.acquire(blocking=False):
+            return current.model
+        try:
+            if self._clock() >= self._next_check:
+                self._check(current)
+            return (self._current or current).model
+        finally:
+            self._lock.release()
+
+    def _load(self) -> T:
+        """First load: one caller loads, the others wait for its result."""
+        with self._lock:
+            if self._current is None and self._clock() >= self._next_check:
+                self._loading = True
+                try:
+                    self._check(None)
+                finally:
+                    self._loading = False
+            current = self._current
+            if current is not None:
+                return current.model
+            retry_after = max(0.0, self._next_check - self._clock())
+            raise ModelUnavailable(
+                f"model {self.uri} is not available ({self._last_error}); "
+                f"retrying in {retry_after:.0f}s",
+                retry_after=retry_after,
+            )
+
+    def _check(self, current: _Current[T] | None) -> None:
+        """One round trip to storage, then verify, parse, swap and schedule (lock held)."""
+        started = time.perf_counter()
+        self._last_checked = time.time()
+        cache = self._disk_cache()
+        cached = cache.read() if cache is not None and current is None else None
+        if cached is not None:
+            etag: str | None = cached.etag
+        elif self._rejected is not None:
+            etag = self._rejected[0]
+        else:
+            etag = current.etag if current else None
+        self._stats.checks += 1
+        try:
+            fetched = self.loader.fetch(etag)
+        except Exception as exc:  # any loader failure must leave the last good model in place
+            error = str(exc) if isinstance(exc, LoaderError) else describe_error(exc)
+            if cached is not None:  # serve the local copy; the storage error is what to report
+                self._accept(cached, started, "disk cache, storage unreachable")
+            self._fail(redact(error), started)
+            return
+        if fetched is None and cached is not None:
+            refused = self._accept(cached, started, "disk cache, confirmed by storage")
+        elif fetched is None and self._rejected is not None:
+            refused = self._rejected[1]
+        elif fetched is None:
+            refused = None
+            logger.debug("model %s unchanged, checked in %.3fs", self.uri, _since(started))
+        else:
+            self._stats.downloads += 1
+            artifact = CachedArtifact(fetched.etag, fetched.data, _sha256(fetched.data))
+            refused = self._accept(artifact, started, "storage")
+            if refused is None and cache is not None:
+                cache.write(artifact.etag, artifact.data, artifact.sha256)
+        if refused is None:
+            self._succeed()
+        else:
+            self._fail(refused, started)
+
+    def _accept(self, artifact: CachedArtifact, started: float, origin: str) -> str | None:
+        """Verify and parse ``artifact`` and swap it in; else say why it was refused."""
+        previous = self._current
+        if self._pin is not None and artifact.sha256 != self._pin:
+            reason = f"sha256 {artifact.sha256} is not the pinned {self._pin}"
+            return self._refuse(artifact, origin, reason)
+        if previous is not None and previous.sha256 == artifact.sha256:
+            self._current = replace(previous, etag=artifact.etag)
+        else:
+            try:
+                model = self._parse(artifact.data)
+            except Exception as exc:  # parse is user code: any exception means a bad artifact
+                return self._refuse(artifact, origin, describe_error(exc))
+            self._current = _Current(
+                model, artifact.etag, artifact.sha256, len(artifact.data), time.time(), origin
+            )
+            self._stats.loads += 1
+        if origin != "storage":
+            self._stats.cache_hits += 1
+        self._rejected = None
+        logger.info(
+            "model %s version %s loaded in %.3fs (%s, from %s; etag %s, %d bytes)",
+            self.uri,
+            artifact.sha256[:12],
+            _since(started),
+            "cold" if previous is None else f"replaces {previous.sha256[:12]}",
+            origin,
+            artifact.etag,
+            len(artifact.data),
+        )
+        return None
+
+    def _refuse(self, artifact: CachedArtifact, origin: str, reason: str) -> str:
+        if self._cache is not None and origin != "storage":
+            self._cache.discard()
+        message = redact(f"artifact with etag {artifact.etag} refused: {reason}")
+        self._rejected = (artifact.etag, message)
+        return message
+
+    def _disk_cache(self) -> DiskCache | None:
+        """The disk cache entry, keyed by the loader's ``cache_key`` if it has one, else its URI."""
+        if self._cache is None and self._cache_dir is not None:
+            try:
+                key = str(getattr(self.loader, "cache_key", self.uri))
+            except Exception as exc:  # the key needs the loader's settings; the fetch will say why
+                logger.debug("model %s: no disk cache yet: %s", self.uri, describe_error(exc))
+                return None
+            self._cache = DiskCache(self._cache_dir, redact(key))
+        return self._cache
+
+    def _succeed(self) -> None:
+        self._failures = 0
+        self._last_error = None
+        pinned_and_loaded = self._pin is not None and self._current is not None
+        self._next_check = math.inf if pinned_and_loaded else self._clock() + self.refresh_after
+
+    def _fail(self, error: str, started: float) -> None:
+        self._failures += 1
+        self._stats.failures += 1
+        current = self._current
+        if current is not None and self._pin is not None:
+            logger.warning("model %s: pinned version loaded; storage said: %s", self.uri, error)
+            self._succeed()
+            return
+        self._last_error = error
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1))
+        if current is None:
+            self._next_check = self._clock() + delay
+            logger.warning(
+                "model %s could not be loaded (%.3fs): %s; retry in %gs",
+                self.uri,
+                _since(started),
+                error,
+                delay,
+            )
+            return
+        delay = max(delay, self.refresh_after)
+        self._next_check = self._clock() + delay
+        logger.warning(
+            "model %s: keeping version %s after a failed check (%.3fs): %s; next check in %gs",
+            self.uri,
+            current.sha256[:12],
+            _since(started),
+            error,
+            delay,
+        )
+
+
+def _read_model(data: bytes) -> LoadedModel:
+    from servefn.artifact import read_model
+
+    return read_model(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")

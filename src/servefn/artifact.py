@@ -74,7 +74,7 @@ class LoadedModel:
         if (
             isinstance(kind, type)
             and issubclass(kind, Schema)
-            and kind.feature_names() == self.input_schema.feature_names()
+            and kind.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
         ):
             matrix = kind.to_matrix(records)  # type: ignore[arg-type]
         else:

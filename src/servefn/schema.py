@@ -155,11 +155,20 @@ class Schema(BaseModel):
     )
 
     __servefn_columns__: ClassVar[tuple[Column, ...]] = ()
+    __servefn_features__: ClassVar[tuple[Column, ...]] = ()
+    __servefn_feature_names__: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls.__servefn_columns__ = tuple(_column_of(cls, f) for f in cls.model_fields)
+        columns = tuple(_column_of(cls, f) for f in cls.model_fields)
+        features = tuple(c for c in columns if c.role == "feature")
+        names: list[str] = []
+        for c in features:
+            names.extend([c.name] if c.kind != "vector" else [f"{c.name}[{i}]" for i in range(c.size)])
+        cls.__servefn_columns__ = columns
+        cls.__servefn_features__ = features
+        cls.__servefn_feature_names__ = tuple(names)
 
     # -- column views -----------------------------------------------------------------------
 
@@ -171,7 +180,7 @@ class Schema(BaseModel):
     @classmethod
     def feature_columns(cls) -> tuple[Column, ...]:
         """The feature columns in the order they are concatenated (ML.NET's ColumnConcatenator)."""
-        return tuple(c for c in cls.__servefn_columns__ if c.role == "feature")
+        return cls.__servefn_features__
 
     @classmethod
     def label_column(cls) -> Column | None:
@@ -184,24 +193,20 @@ class Schema(BaseModel):
     @classmethod
     def n_features(cls) -> int:
         """Width of the feature matrix (vector columns count their size)."""
-        return sum(c.size for c in cls.feature_columns())
+        return len(cls.__servefn_feature_names__)
 
     @classmethod
     def feature_names(cls) -> list[str]:
         """One name per feature-matrix column (``Name[i]`` for vector slots)."""
-        names: list[str] = []
-        for c in cls.feature_columns():
-            names.extend(
-                [c.name] if c.kind != "vector" else [f"{c.name}[{i}]" for i in range(c.size)]
-            )
-        return names
+        return list(cls.__servefn_feature_names__)
 
     # -- records <-> arrays -----------------------------------------------------------------
 
     @classmethod
     def to_matrix(cls, records: Sequence[Schema]) -> NDArray[np.float32]:
         """Validated records -> float32 feature matrix (rows x :meth:`n_features`)."""
-        return _matrix(cls, [[getattr(r, c.field) for c in cls.feature_columns()] for r in records])
+        fields = [c.field for c in cls.__servefn_features__]
+        return _matrix(cls, [[getattr(r, f) for f in fields] for r in records])
 
     @classmethod
     def dicts_to_matrix(cls, rows: Sequence[Mapping[str, Any]]) -> NDArray[np.float32]:
@@ -332,7 +337,7 @@ def _kind_of(owner: str, field: str, annotation: Any) -> tuple[ColumnKind, bool]
 
 
 def _matrix(cls: type[Schema], rows: list[list[Any]]) -> NDArray[np.float32]:
-    if any(c.kind == "vector" for c in cls.feature_columns()):
+    if len(cls.__servefn_features__) != len(cls.__servefn_feature_names__):  # has vectors
         rows = [
             [v for cell in row for v in (cell if isinstance(cell, list) else [cell])]
             for row in rows

@@ -1,0 +1,238 @@
+"""The iris example end to end: trained by its train.py, served by ``servefn serve`` over HTTP.
+
+Real components only: the example's own files in a temporary app folder, the ``servefn``
+console entry point in a subprocess on a free 127.0.0.1 port, httpx as the client, and Azurite
+for the Blob Storage variant.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from azurite import Azurite, free_port
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "iris"
+APP_FILES = ("function_app.py", "schema.py", "host.json")
+FLOWER = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1}
+SETOSA = {"SepalLength": 5.1, "SepalWidth": 3.5, "PetalLength": 1.4, "PetalWidth": 0.2}
+
+
+def _import(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """model.zip made by the example's own training code."""
+    path = tmp_path_factory.mktemp("trained") / "model.zip"
+    _import(EXAMPLE / "train.py", "iris_train").train(path)
+    return path
+
+
+def make_app(folder: Path, model: Path | None, settings: dict[str, str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in APP_FILES:
+        shutil.copy(EXAMPLE / name, folder / name)
+    if model is not None:
+        shutil.copy(model, folder / "model.zip")
+    if settings is not None:
+        document = {"IsEncrypted": False, "Values": settings}
+        (folder / "local.settings.json").write_text(json.dumps(document))
+    return folder
+
+
+class Host:
+    """``servefn serve APP --port N`` as a subprocess, stopped by its pid."""
+
+    def __init__(self, app: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api"
+        environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI",)}
+        environment.update(env or {})
+        command = [sys.executable, "-m", "servefn", "serve", str(app), "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+        )
+        self.output = ""
+
+    def wait(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.stop()
+            try:
+                httpx.get(f"{self.base}/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"servefn serve did not start: {self.stop()}")
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        assert self.process.stdout is not None
+        self.output = self.process.stdout.read()
+        return self.output
+
+
+@pytest.fixture(scope="module")
+def host(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    app = make_app(tmp_path_factory.mktemp("app") / "iris", trained_model)
+    server = Host(app)
+    server.wait()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(host: Host) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=host.base, timeout=10) as c:
+        yield c
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    doc: dict[str, Any] = response.json()
+    assert doc["status"] == status and doc["detail"] and "Traceback" not in response.text
+    return doc
+
+
+def test_walkthrough_answer_as_plain_text(client: httpx.Client) -> None:
+    response = client.post("/Predict", json=FLOWER, headers={"Accept": "text/plain"})
+    assert response.status_code == 200
+    assert response.text == "Iris-virginica"
+    assert len(response.headers["x-model-version"]) == 12
+
+
+def test_json_get_arrays_instances_and_csv(client: httpx.Client, trained_model: Path) -> None:
+    from servefn import read_model
+
+    one = client.post("/Predict", json=FLOWER).json()
+    assert one["PredictedLabel"] == "Iris-virginica" and one["Score"][2] > 0.99
+    by_get = client.get("/predict", params={k: str(v) for k, v in FLOWER.items()})  # any case
+    assert by_get.json() == one
+    many = client.post("/Predict", json=[FLOWER, SETOSA]).json()
+    assert [m["PredictedLabel"] for m in many] == ["Iris-virginica", "Iris-setosa"]
+    assert client.post("/Predict", json={"instances": [FLOWER, SETOSA]}).json() == {
+        "predictions": many
+    }
+    csv = client.post(
+        "/Predict",
+        content="3.3,1.6,0.2,5.1\n5.1,3.5,1.4,0.2,Iris-setosa\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert csv.json() == many
+    expected = read_model(trained_model)
+    assert one["Score"] == pytest.approx(
+        expected.predict([FLOWER])[0].score,  # type: ignore[attr-defined]
+        abs=1e-12,
+    )
+    assert client.post("/Predict", json=FLOWER).headers["x-model-version"] == expected.version
+
+
+def test_every_client_error_is_problem_json(client: httpx.Client) -> None:
+    json_headers = {"Content-Type": "application/json"}
+    assert_problem(client.post("/Predict", content=b"{not json", headers=json_headers), 400)
+    assert_problem(client.put("/Predict", json=FLOWER), 405)
+    too_big = client.post(
+        "/Predict", content=b"[" + b" " * (10 * 1024 * 1024) + b"]", headers=json_headers
+    )
+    assert_problem(too_big, 413)
+    assert_problem(
+        client.post("/Predict", content=b"<a/>", headers={"Content-Type": "text/xml"}), 415
+    )
+    invalid = assert_problem(client.post("/Predict", json={**FLOWER, "SepalLength": "tall"}), 422)
+    assert invalid["errors"][0]["loc"] == ["SepalLength"] and "tall" not in json.dumps(invalid)
+    assert_problem(client.get("/NoSuchRoute"), 404)
+
+
+def test_health_and_openapi(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model"]["state"] == "ready"
+    assert health["model"]["uri"].endswith("model.zip")
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"] == "3.1.0" and "/api/Predict" in spec["paths"]
+    assert spec["components"]["schemas"]["IrisData"]["required"] == [
+        "SepalLength",
+        "SepalWidth",
+        "PetalLength",
+        "PetalWidth",
+    ]
+
+
+def test_no_model_yet_is_503_with_retry_after(tmp_path: Path) -> None:
+    server = Host(make_app(tmp_path / "empty", model=None))
+    try:
+        server.wait()
+        response = httpx.post(f"{server.base}/Predict", json=FLOWER, timeout=10)
+        assert_problem(response, 503)
+        assert int(response.headers["retry-after"]) >= 1
+        health = httpx.get(f"{server.base}/health", timeout=10)
+        assert health.status_code == 503 and health.json()["model"]["last_error"]
+    finally:
+        server.stop()
+
+
+def test_function_app_indexes_as_the_worker_expects(trained_model: Path, tmp_path: Path) -> None:
+    app_dir = make_app(tmp_path / "indexed", trained_model)
+    module = _import(app_dir / "function_app.py", "iris_function_app_indexed")
+    functions = {f.get_function_name(): f for f in module.app.get_functions()}
+    bindings = [json.loads(b) for b in functions["predict"].get_raw_bindings()]
+    trigger = next(b for b in bindings if b["type"] == "httpTrigger")
+    assert trigger["name"] == "req" and trigger["route"] == "Predict"
+    assert sorted(trigger["methods"]) == ["GET", "POST"] and trigger["authLevel"] == "FUNCTION"
+    assert {"direction": "OUT", "type": "http", "name": "$return"} in bindings
+
+
+def test_serving_the_blob_through_azurite(
+    trained_model: Path, tmp_path: Path, azurite: Azurite, blob_container: ContainerClient
+) -> None:
+    blob_container.upload_blob("model.zip", trained_model.read_bytes())
+    settings = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AzureWebJobsStorage": azurite.connection_string,
+        "MODEL_URI": f"blob://{blob_container.container_name}/model.zip",
+    }
+    server = Host(make_app(tmp_path / "blob", model=None, settings=settings))
+    try:
+        server.wait()
+        answer = httpx.post(
+            f"{server.base}/Predict", json=FLOWER, headers={"Accept": "text/plain"}, timeout=10
+        )
+        assert answer.text == "Iris-virginica"
+        health = httpx.get(f"{server.base}/health", timeout=10).json()
+        assert health["model"]["uri"].startswith("blob://") or "127.0.0.1" in health["model"]["uri"]
+        with azurite.stopped():  # storage down after warm-up: still answered
+            again = httpx.post(f"{server.base}/Predict", json=SETOSA, timeout=10)
+            assert again.json()["PredictedLabel"] == "Iris-setosa"
+    finally:
+        output = server.stop()
+    assert "AccountKey" not in output and azurite.connection_string not in output

@@ -9,9 +9,10 @@ model is loaded once per worker and re-checked at most every five minutes.
 import os
 
 import azure.functions as func
-from schema import IrisData, IrisPrediction
 
 from servefn.azure import add_health_routes, serve_http
+
+from schema import IrisData, IrisPrediction
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -136,7 +136,7 @@ class Endpoint:
             return self._encode(request, model, parsed, outputs)
         except Problem as problem:
             return _problem_response(problem)
-        except Exception as exc:  # noqa: BLE001 - the one place unexpected failures become 500s
+        except Exception as exc:
             return _problem_response(_internal_error(exc, self.name))
 
     async def handle_async(self, request: Request) -> Response:
@@ -147,7 +147,7 @@ class Endpoint:
             return self._encode(request, model, parsed, outputs)
         except Problem as problem:
             return _problem_response(problem)
-        except Exception as exc:  # noqa: BLE001 - the one place unexpected failures become 500s
+        except Exception as exc:
             return _problem_response(_internal_error(exc, self.name))
 
     def health(self) -> Response:
@@ -299,7 +299,10 @@ class Endpoint:
             raise Problem(422, str(exc)) from None
         if self.handler is None:
             return _Parsed("many", matrix=self.input_schema.table_to_matrix(table))
-        rows_as_dicts = [dict(zip(table, values, strict=True)) for values in zip(*table.values())]
+        columns = list(table)
+        rows_as_dicts = [
+            dict(zip(columns, values, strict=True)) for values in zip(*table.values(), strict=True)
+        ]
         return _Parsed("many", self._validate_many(_plain(rows_as_dicts), ()))
 
     def _parse_query(self, request: Request) -> _Parsed:
@@ -441,7 +444,7 @@ def _wants_text(accept: str) -> bool:
         best[media] = max(best.get(media, 0.0), q)
     text = best.get("text/plain", 0.0)
     json_q = max(best.get(JSON, 0.0), best.get("application/*", 0.0), best.get("*/*", 0.0))
-    return text > 0 and text > json_q or (text > 0 and text == json_q and _first(accept))
+    return (text > 0 and text > json_q) or (text > 0 and text == json_q and _first(accept))
 
 
 def _first(accept: str) -> bool:

@@ -165,7 +165,9 @@ class Schema(BaseModel):
         features = tuple(c for c in columns if c.role == "feature")
         names: list[str] = []
         for c in features:
-            names.extend([c.name] if c.kind != "vector" else [f"{c.name}[{i}]" for i in range(c.size)])
+            names.extend(
+                [c.name] if c.kind != "vector" else [f"{c.name}[{i}]" for i in range(c.size)]
+            )
         cls.__servefn_columns__ = columns
         cls.__servefn_features__ = features
         cls.__servefn_feature_names__ = tuple(names)

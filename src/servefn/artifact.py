@@ -6,9 +6,11 @@
       servefn.json   manifest: format, predictor kind and params, input/output schema specs,
                      training record, created, servefn version, sha256 + size of every payload
       weights.npz    numeric payload (linear predictors), read with allow_pickle=False
+      model.skops    scikit-learn payload (sklearn predictor), skops' trusted types only
 
 Reading verifies every payload's hash and size, caps the total unpacked size, refuses absolute,
-``..`` or unexpected member names, and never unpickles.
+``..`` or unexpected member names, and never unpickles unless the caller passes
+``allow_pickle=True``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import ArtifactError, PredictorError, SchemaError
-from .predictors import Predictor, predictor_class
+from .predictors import LoadOptions, Predictor, predictor_class
 from .schema import Schema
 
 __all__ = [
@@ -153,16 +155,30 @@ def read_manifest(
 
 
 def read_model(
-    source: bytes | str | PathLike[str], *, max_unpacked: int = MAX_UNPACKED_BYTES
+    source: bytes | str | PathLike[str],
+    *,
+    max_unpacked: int = MAX_UNPACKED_BYTES,
+    trusted: Sequence[str] = (),
+    allow_pickle: bool = False,
 ) -> LoadedModel:
-    """Verify a model archive and rebuild its predictor and schemas."""
+    """Verify a model archive and rebuild its predictor and schemas.
+
+    ``trusted`` names types a scikit-learn (skops) payload may hold beyond skops' defaults; the
+    error for an untrusted type lists them. ``allow_pickle=True`` loads a payload saved with
+    pickle, which runs any code the file contains: only for archives from a source you trust.
+    The hashes in the manifest detect damage, not a deliberate forgery, so neither opt-in is
+    ever taken from the archive itself.
+    """
+    if isinstance(trusted, str):
+        raise TypeError(f"trusted must be a list of type names, not the string {trusted!r}")
+    options = LoadOptions(trusted=tuple(trusted), allow_pickle=allow_pickle)
     data = _as_bytes(source)
     manifest, files = _open_verified(data, max_unpacked)
     try:
         input_schema = Schema.from_spec(manifest["input"])
         output_schema = Schema.from_spec(manifest["output"])
-        predictor = predictor_class(str(manifest["kind"])).from_payload(
-            manifest.get("predictor", {}), files
+        predictor = predictor_class(str(manifest["kind"])).load_payload(
+            manifest.get("predictor", {}), files, options
         )
     except (SchemaError, PredictorError) as exc:
         raise ArtifactError(f"model archive is not usable: {exc}") from exc
@@ -272,6 +288,9 @@ def _check_compatible(predictor: Predictor, input: type[Schema], output: type[Sc
         raise ArtifactError(
             f"{input.__name__} has {input.n_features()} features but the model expects {n}"
         )
+    names = predictor.feature_names
+    if names is not None and list(names) != input.feature_names():
+        raise ArtifactError(_feature_name_mismatch(input, list(names)))
     produced = set(predictor.outputs)
     wanted = [c.name for c in output.columns() if c.role != "ignore"]
     missing = [name for name in wanted if produced and name not in produced]
@@ -280,3 +299,21 @@ def _check_compatible(predictor: Predictor, input: type[Schema], output: type[Sc
             f"{output.__name__} asks for {missing}, which a {predictor.kind} model does not "
             f"produce; it produces {sorted(produced)}"
         )
+
+
+def _feature_name_mismatch(input: type[Schema], expected: list[str]) -> str:
+    """Name the schema's missing, unexpected and reordered features (after scikit-learn's)."""
+    given = input.feature_names()
+    missing = [n for n in expected if n not in given]
+    unexpected = [n for n in given if n not in expected]
+    problems = [
+        f"{label}: {names[:5]}{' ...' if len(names) > 5 else ''}"
+        for label, names in (("missing", missing), ("unexpected", unexpected))
+        if names
+    ]
+    if not problems:
+        problems = [f"same names in another order: the model expects {expected[:5]}"]
+    return (
+        f"{input.__name__}'s features do not match the names the model was fitted with "
+        f"({'; '.join(problems)}); give the schema's columns those names, in that order"
+    )

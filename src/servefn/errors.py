@@ -8,7 +8,9 @@
      ├── ArtifactError        a model.zip is unsafe, corrupt or unreadable
      ├── PredictorError       a model cannot be exported, loaded or registered
      ├── LoaderError          storage could not be reached or the model is missing
-     └── ModelUnavailable     no model could be loaded yet (the HTTP layer answers 503)
+     ├── ModelUnavailable     no model could be loaded yet (the HTTP layer answers 503)
+     └── DevHostError         ``servefn serve`` cannot start (app, settings or address)
+          └── AppNotFoundError the path is not a function_app.py or a folder holding one
 
 Messages say what went wrong and what to do; they never carry secrets or request values.
 """
@@ -16,8 +18,10 @@ Messages say what went wrong and what to do; they never carry secrets or request
 from __future__ import annotations
 
 __all__ = [
+    "AppNotFoundError",
     "ArtifactError",
     "DataFormatError",
+    "DevHostError",
     "LoaderError",
     "ModelUnavailable",
     "PredictorError",
@@ -63,3 +67,11 @@ class ModelUnavailable(ServefnError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DevHostError(ServefnError):
+    """``servefn serve`` cannot start: the app, its settings or the address is unusable."""
+
+
+class AppNotFoundError(DevHostError):
+    """The path given as the app is not a ``function_app.py`` or a folder holding one."""

@@ -12,9 +12,10 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 
 from ..errors import PredictorError
-from .base import Outputs, Payload, Predictor
+from .base import LoadOptions, Outputs, Payload, Predictor
 
 __all__ = [
+    "LoadOptions",
     "Outputs",
     "Payload",
     "Predictor",
@@ -26,6 +27,10 @@ __all__ = [
 _ENTRY_POINT_GROUP = "servefn.predictors"
 _KNOWN: dict[str, tuple[str, str | None]] = {
     "linear-classifier": ("servefn.predictors.linear:LinearClassifier", None),
+    "sklearn": (
+        "servefn.predictors.sklearn:SklearnPredictor",
+        "this model needs scikit-learn and skops: pip install 'servefn[sklearn]'",
+    ),
 }
 registry = MappingProxyType(_KNOWN)
 """Read-only view: kind -> ("module:Class", message shown when its package is missing)."""

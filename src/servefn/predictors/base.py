@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Outputs", "Payload", "Predictor"]
+__all__ = ["LoadOptions", "Outputs", "Payload", "Predictor"]
 
 Outputs = dict[str, np.ndarray]
 """Output column (wire name) -> one value per input row."""
@@ -25,6 +26,19 @@ class Payload:
         self.files = dict(files)
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the caller of :func:`~servefn.artifact.read_model` allows beyond the safe defaults.
+
+    ``trusted`` names extra types a skops payload may hold (each is built from the file, so name
+    only types you expect); ``allow_pickle`` lets a pickle payload load, which runs any code the
+    file contains. Both matter only to predictors that read such payloads.
+    """
+
+    trusted: tuple[str, ...] = ()
+    allow_pickle: bool = False
+
+
 class Predictor(ABC):
     """Turns a batch of rows (a float32/float64 feature matrix) into named output arrays.
 
@@ -34,10 +48,17 @@ class Predictor(ABC):
 
     kind: ClassVar[str]
     outputs: ClassVar[tuple[str, ...]] = ()
+    """Output columns (wire names) :meth:`predict` returns; empty when unknown. A predictor whose
+    outputs depend on the model it wraps sets them per instance."""
 
     @property
     def n_features(self) -> int | None:
         """Number of input features the predictor expects, when it knows."""
+        return None
+
+    @property
+    def feature_names(self) -> Sequence[str] | None:
+        """Names of the input features in the order the predictor expects, when it knows."""
         return None
 
     @abstractmethod
@@ -52,3 +73,14 @@ class Predictor(ABC):
     @abstractmethod
     def from_payload(cls, params: Mapping[str, Any], files: Mapping[str, bytes]) -> Predictor:
         """Rebuild a predictor from what :meth:`to_payload` produced (already hash-checked)."""
+
+    @classmethod
+    def load_payload(
+        cls, params: Mapping[str, Any], files: Mapping[str, bytes], options: LoadOptions
+    ) -> Predictor:
+        """Rebuild a predictor under the caller's opt-ins; :func:`read_model` calls this.
+
+        The default ignores ``options`` and calls :meth:`from_payload`; a predictor whose payload
+        can need an opt-in (untrusted types, pickle) overrides it.
+        """
+        return cls.from_payload(params, files)

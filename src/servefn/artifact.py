@@ -29,6 +29,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import ArtifactError, PredictorError, SchemaError
+from .predictions import Predictions
 from .predictors import LoadOptions, Predictor, predictor_class
 from .schema import Schema
 
@@ -66,19 +67,20 @@ class LoadedModel:
     def __post_init__(self) -> None:
         object.__setattr__(self, "version", self.sha256[:12])
 
-    def predict(self, records: Sequence[Schema | Mapping[str, Any]]) -> list[Schema]:
+    def predict(self, records: Sequence[Schema | Mapping[str, Any]]) -> Predictions:
         """Predict input records (of any schema with the same features, or dicts by wire name).
 
-        Returns instances of the model's output schema.
+        Returns :class:`~servefn.predictions.Predictions`: a sequence of output-schema records
+        that also carries the output arrays.
         """
-        kinds = {type(r) for r in records}
-        (kind,) = kinds if len(kinds) == 1 else (None,)
+        first = type(records[0]) if records else None
         if (
-            isinstance(kind, type)
-            and issubclass(kind, Schema)
-            and kind.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
+            isinstance(first, type)
+            and issubclass(first, Schema)
+            and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
+            and all(type(r) is first for r in records)
         ):
-            matrix = kind.to_matrix(records)  # type: ignore[arg-type]
+            matrix = first.to_matrix(records, self.predictor.dtype)  # type: ignore[arg-type]
         else:
             rows = [
                 self.input_schema.model_validate(
@@ -86,8 +88,8 @@ class LoadedModel:
                 )
                 for r in records
             ]
-            matrix = self.input_schema.to_matrix(rows)
-        return self.output_schema.from_arrays(self.predictor.predict(matrix))
+            matrix = self.input_schema.to_matrix(rows, self.predictor.dtype)
+        return Predictions(self.output_schema, self.predictor.predict(matrix))
 
 
 def write_model(
@@ -312,7 +314,8 @@ def _feature_name_mismatch(input: type[Schema], expected: list[str]) -> str:
         if names
     ]
     if not problems:
-        problems = [f"same names in another order: the model expects {expected[:5]}"]
+        i = next(i for i, (a, b) in enumerate(zip(given, expected, strict=True)) if a != b)
+        problems = [f"reordered: feature {i} is {given[i]!r}, the model expects {expected[i]!r}"]
     return (
         f"{input.__name__}'s features do not match the names the model was fitted with "
         f"({'; '.join(problems)}); give the schema's columns those names, in that order"

@@ -125,12 +125,9 @@ def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
 
 
 def to_request(req: func.HttpRequest) -> Request:
-    """``func.HttpRequest`` -> :class:`~servefn.http.Request` (header names lower-cased)."""
-    return Request(
-        method=req.method,
-        body=req.get_body(),
-        headers={k.lower(): v for k, v in req.headers.items()},
-        query=dict(req.params),
+    """``func.HttpRequest`` -> :class:`~servefn.http.Request`, without copying headers."""
+    return Request(  # azure's headers mapping is already case-insensitive
+        method=req.method, body=req.get_body(), headers=req.headers, query=req.params
     )
 
 

@@ -23,15 +23,16 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from .artifact import LoadedModel
 from .delimited import numbered_rows, parse_rows
 from .errors import DataFormatError, ModelUnavailable, SchemaError, ServefnError
+from .predictions import Predictions
 from .problems import PROBLEM_MEDIA_TYPE, Problem
 from .schema import Schema
 
@@ -66,7 +67,8 @@ class ModelProvider(Protocol):
 
 @dataclass(frozen=True)
 class Request:
-    """An HTTP request as the endpoint needs it; header names are lower-case."""
+    """An HTTP request as the endpoint needs it; ``headers`` is looked up with lower-case names
+    (pass a case-insensitive mapping, or a dict with lower-case keys)."""
 
     method: str
     body: bytes = b""
@@ -122,7 +124,8 @@ class Endpoint:
         self.max_batch = max_batch
         self.is_async = handler is not None and inspect.iscoroutinefunction(handler)
         self._one = TypeAdapter(input_schema)
-        self._many = TypeAdapter(list[input_schema])  # type: ignore[valid-type]
+        batch: Any = Annotated[list[input_schema], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
+        self._many: TypeAdapter[list[Schema]] = TypeAdapter(batch)
         self._output_names = [c.name for c in output_schema.columns() if c.role != "ignore"]
         self._checked_versions: set[str] = set()
 
@@ -224,10 +227,19 @@ class Endpoint:
         )
 
     def _parse_json(self, body: bytes) -> _Parsed:
+        head = body[:64].lstrip()[:1]
+        try:  # the common shapes are parsed and validated in one pass
+            if head == b"{" and b'"instances"' not in body:
+                return _Parsed("one", [self._one.validate_json(body, by_name=False)])
+            if head == b"[":
+                return _Parsed("many", self._many.validate_json(body, by_name=False))
+        except ValidationError as exc:
+            raise self._json_problem(exc, ()) from None
         try:
-            document = pydantic_core.from_json(body, allow_inf_nan=False)
-        except ValueError as exc:
-            raise Problem(400, f"the body is not valid JSON: {_json_reason(exc)}") from None
+            document = pydantic_core.from_json(body)
+        except ValueError as exc:  # its message names the position, never the content
+            reason = str(exc).split("\n", 1)[0][:200]
+            raise Problem(400, f"the body is not valid JSON: {reason}") from None
         if isinstance(document, list):
             return _Parsed("many", self._validate_many(document, ()))
         if isinstance(document, dict):
@@ -254,24 +266,31 @@ class Endpoint:
             raise _validation_problem(exc, prefix) from None
 
     def _validate_many(self, documents: Any, prefix: tuple[str | int, ...]) -> list[Schema]:
-        if isinstance(documents, list):
-            if not documents:
-                raise Problem(
-                    422,
-                    "the batch is empty; send at least one record",
-                    errors=[{"type": "too_short", "loc": list(prefix), "msg": "no records"}],
-                )
-            if len(documents) > self.max_batch:
-                raise Problem(
-                    413,
-                    f"the batch has {len(documents)} records; the limit is {self.max_batch}. "
-                    "Split it into smaller requests",
-                )
         try:
             records: list[Schema] = self._many.validate_python(documents, by_name=False)
         except ValidationError as exc:
-            raise _validation_problem(exc, prefix) from None
+            raise self._json_problem(exc, prefix) from None
         return records
+
+    def _json_problem(self, exc: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
+        """400 for a body that is not JSON, 413/422 for a batch too large/empty, else 422."""
+        first = exc.errors(include_input=False, include_url=False)[0]
+        if first["type"] == "json_invalid":
+            reason = str(first.get("ctx", {}).get("error", "malformed"))[:200]
+            return Problem(400, f"the body is not valid JSON: {reason}")
+        if first["type"] == "too_long" and first["loc"] == ():
+            return Problem(
+                413,
+                f"the batch has too many records; the limit is {self.max_batch}. "
+                "Split it into smaller requests",
+            )
+        if first["type"] == "too_short" and first["loc"] == ():
+            return Problem(
+                422,
+                "the batch is empty; send at least one record",
+                errors=[{"type": "too_short", "loc": list(prefix), "msg": "no records"}],
+            )
+        return _validation_problem(exc, prefix)
 
     def _parse_csv(self, body: bytes, *, header: bool) -> _Parsed:
         try:
@@ -338,10 +357,11 @@ class Endpoint:
         return parsed.records
 
     def _predict(self, model: LoadedModel, parsed: _Parsed) -> Mapping[str, Any]:
+        dtype = model.predictor.dtype
         matrix = (
             parsed.matrix
             if parsed.matrix is not None
-            else self.input_schema.to_matrix(self._records(parsed))
+            else self.input_schema.to_matrix(self._records(parsed), dtype)
         )
         return model.predictor.predict(matrix)
 
@@ -368,6 +388,8 @@ class Endpoint:
 
     def _output_rows(self, outputs: Any) -> list[dict[str, Any]]:
         """Normalise what a predictor or handler returned to JSON-ready output dicts."""
+        if isinstance(outputs, Predictions):
+            outputs = outputs.arrays  # keyed by wire name: no per-row objects needed
         if isinstance(outputs, Mapping):
             return self.output_schema.records_from_arrays(outputs)
         if isinstance(outputs, (Schema, dict)):
@@ -458,11 +480,6 @@ def _plain_text(value: Any) -> str:
 def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """numpy scalars from a parsed CSV table -> Python values pydantic validates strictly."""
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows]
-
-
-def _json_reason(exc: ValueError) -> str:
-    # pydantic_core's messages name the position and the problem, never the content
-    return str(exc).split("\n", 1)[0][:200]
 
 
 def _json_type(value: Any) -> str:

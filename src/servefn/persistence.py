@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import write_model
+from .errors import PredictorError
 from .predictors import Predictor
 from .schema import Schema
 
@@ -27,16 +28,25 @@ def save(
     evaluate_on: tuple[Any, Any] | None = None,
     data_file: str | PathLike[str] | None = None,
     training: Mapping[str, Any] | None = None,
+    allow_pickle: bool = False,
 ) -> str:
     """Save ``model`` (a servefn predictor or a fitted scikit-learn estimator) to ``path``.
 
     A scikit-learn pipeline of supported linear steps becomes a numpy-only
-    :class:`~servefn.predictors.linear.LinearClassifier`. ``evaluate_on=(X, y)`` adds metrics
-    computed with the saved predictor (what will be served) to the training record;
-    ``data_file`` adds the training file's sha256. Returns the archive's sha256.
+    :class:`~servefn.predictors.linear.LinearClassifier`; any other fitted classifier or
+    regressor becomes a :class:`~servefn.predictors.sklearn.SklearnPredictor` persisted with
+    skops, or, only with ``allow_pickle=True`` and when skops cannot persist it, with pickle
+    (with a warning). The training record says which form was used and why.
+    ``evaluate_on=(X, y)`` adds metrics computed with the saved predictor (what will be served)
+    to the training record; ``data_file`` adds the training file's sha256. Returns the
+    archive's sha256.
     """
-    predictor = model if isinstance(model, Predictor) else _export(model)
-    record: dict[str, Any] = {} if isinstance(model, Predictor) else _describe_estimator(model)
+    record: dict[str, Any] = {}
+    if isinstance(model, Predictor):
+        predictor = model
+    else:
+        predictor, form = _export(model, allow_pickle=allow_pickle)
+        record = {**_describe_estimator(model), **form}
     if evaluate_on is not None:
         X, y = evaluate_on
         matrix = np.asarray(X, dtype=np.float64)
@@ -52,10 +62,25 @@ def save(
     return write_model(path, predictor, input=input, output=output, training=record)
 
 
-def _export(estimator: Any) -> Predictor:
+def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str, str]]:
+    """The numpy-only linear form when the estimator has one, else the scikit-learn form.
+
+    Any :class:`PredictorError` from the linear export (an unsupported step or setting) means
+    "try the scikit-learn form", which refuses what it cannot serve either (an unfitted model,
+    something that is neither a classifier nor a regressor); other errors propagate.
+    """
     from .predictors.export import export_linear
 
-    return export_linear(estimator)
+    try:
+        return export_linear(estimator), {"form": "linear"}
+    except PredictorError as exc:
+        reason = str(exc)
+    from .predictors.sklearn import SklearnPredictor
+
+    return SklearnPredictor(estimator, allow_pickle=allow_pickle), {
+        "form": "sklearn",
+        "reason": reason,
+    }
 
 
 def _describe_estimator(estimator: Any) -> dict[str, Any]:
@@ -84,13 +109,31 @@ def _evaluate(predictor: Predictor, X: np.ndarray, y: Any) -> dict[str, Any]:
     from .metrics import classification_metrics
 
     outputs = predictor.predict(X)
+    if "PredictedLabel" not in outputs:  # a regressor: Score is the prediction
+        return _regression_metrics(np.asarray(y, dtype=np.float64), outputs["Score"])
     classes = getattr(predictor, "classes", None)
-    if classes is None or getattr(predictor, "score", "decision") == "decision":
+    if classes is None or getattr(predictor, "score", None) in ("decision", None):
         accuracy = float(np.mean(np.asarray(outputs["PredictedLabel"]) == np.asarray(y)))
         return {"micro_accuracy": accuracy}
     metrics: dict[str, Any] = classification_metrics(
         np.asarray(y), outputs["Score"], list(classes.tolist())
     )
+    return metrics
+
+
+def _regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """ML.NET's regression metrics: mean absolute and squared error, RMSE, and R squared
+    (left out when the targets are constant, where it is undefined)."""
+    error = np.asarray(predicted, dtype=np.float64).reshape(y.shape) - y
+    mse = float(np.mean(error**2))
+    metrics = {
+        "mean_absolute_error": float(np.mean(np.abs(error))),
+        "mean_squared_error": mse,
+        "root_mean_squared_error": math.sqrt(mse),
+    }
+    spread = float(np.sum((y - y.mean(axis=0)) ** 2))
+    if spread > 0:
+        metrics["r_squared"] = 1.0 - float(np.sum(error**2)) / spread
     return metrics
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from operator import attrgetter
 from os import PathLike
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
@@ -157,6 +158,7 @@ class Schema(BaseModel):
     __servefn_columns__: ClassVar[tuple[Column, ...]] = ()
     __servefn_features__: ClassVar[tuple[Column, ...]] = ()
     __servefn_feature_names__: ClassVar[tuple[str, ...]] = ()
+    __servefn_getter__: ClassVar[Callable[[Any], Sequence[Any]]]
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -171,6 +173,10 @@ class Schema(BaseModel):
         cls.__servefn_columns__ = columns
         cls.__servefn_features__ = features
         cls.__servefn_feature_names__ = tuple(names)
+        fields = [c.field for c in features]
+        cls.__servefn_getter__ = staticmethod(
+            attrgetter(*fields) if len(fields) > 1 else lambda r: [getattr(r, f) for f in fields]
+        )
 
     # -- column views -----------------------------------------------------------------------
 
@@ -205,28 +211,37 @@ class Schema(BaseModel):
     # -- records <-> arrays -----------------------------------------------------------------
 
     @classmethod
-    def to_matrix(cls, records: Sequence[Schema]) -> NDArray[np.float32]:
-        """Validated records -> float32 feature matrix (rows x :meth:`n_features`)."""
-        fields = [c.field for c in cls.__servefn_features__]
-        return _matrix(cls, [[getattr(r, f) for f in fields] for r in records])
+    def to_matrix(
+        cls, records: Sequence[Schema], dtype: type[np.floating[Any]] = np.float32
+    ) -> NDArray[Any]:
+        """Validated records -> feature matrix (rows x :meth:`n_features`), float32 by default.
+
+        Predictors that compute in float64 ask for it, to save a conversion.
+        """
+        features = cls.__servefn_getter__
+        return _matrix(cls, [features(r) for r in records], dtype)
 
     @classmethod
-    def dicts_to_matrix(cls, rows: Sequence[Mapping[str, Any]]) -> NDArray[np.float32]:
-        """Validated rows keyed by wire name (e.g. ``model_dump()``) -> float32 feature matrix."""
-        return _matrix(cls, [[r[c.name] for c in cls.feature_columns()] for r in rows])
+    def dicts_to_matrix(
+        cls, rows: Sequence[Mapping[str, Any]], dtype: type[np.floating[Any]] = np.float32
+    ) -> NDArray[Any]:
+        """Validated rows keyed by wire name (e.g. ``model_dump()``) -> feature matrix."""
+        return _matrix(cls, [[r[c.name] for c in cls.feature_columns()] for r in rows], dtype)
 
     @classmethod
-    def table_to_matrix(cls, table: Mapping[str, np.ndarray]) -> NDArray[np.float32]:
-        """Columns read by :meth:`read_delimited` (keyed by wire name) -> float32 matrix."""
+    def table_to_matrix(
+        cls, table: Mapping[str, np.ndarray], dtype: type[np.floating[Any]] = np.float32
+    ) -> NDArray[Any]:
+        """Columns read by :meth:`read_delimited` (keyed by wire name) -> feature matrix."""
         parts = []
         for c in cls.feature_columns():
             if c.name not in table:
                 raise SchemaError(f"table has no column {c.name!r}; it has {sorted(table)}")
-            values = np.asarray(table[c.name], dtype=np.float32)
+            values = np.asarray(table[c.name], dtype=dtype)
             parts.append(values.reshape(len(values), -1))
         if not parts:
             raise SchemaError(f"{cls.__name__} declares no feature columns")
-        return np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
+        return np.ascontiguousarray(np.hstack(parts), dtype=dtype)
 
     @classmethod
     def records_from_arrays(cls, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -338,13 +353,13 @@ def _kind_of(owner: str, field: str, annotation: Any) -> tuple[ColumnKind, bool]
     )
 
 
-def _matrix(cls: type[Schema], rows: list[list[Any]]) -> NDArray[np.float32]:
+def _matrix(cls: type[Schema], rows: Sequence[Sequence[Any]], dtype: Any) -> NDArray[Any]:
     if len(cls.__servefn_features__) != len(cls.__servefn_feature_names__):  # has vectors
         rows = [
             [v for cell in row for v in (cell if isinstance(cell, list) else [cell])]
             for row in rows
         ]
-    out = np.array(rows, dtype=np.float32)
+    out = np.array(rows, dtype=dtype)
     return out.reshape(len(rows), cls.n_features())
 
 

@@ -47,6 +47,8 @@ class Predictor(ABC):
     """
 
     kind: ClassVar[str]
+    dtype: ClassVar[type[np.floating[Any]]] = np.float32
+    """The feature-matrix dtype :meth:`predict` computes in; inputs are built in it."""
     outputs: ClassVar[tuple[str, ...]] = ()
     """Output columns (wire names) :meth:`predict` returns; empty when unknown. A predictor whose
     outputs depend on the model it wraps sets them per instance."""

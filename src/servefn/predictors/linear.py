@@ -45,6 +45,7 @@ class LinearClassifier(Predictor):
     """
 
     kind: ClassVar[str] = "linear-classifier"
+    dtype: ClassVar[type[np.floating[Any]]] = np.float64
     outputs: ClassVar[tuple[str, ...]] = ("PredictedLabel", "Score")
 
     def __init__(
@@ -120,10 +121,11 @@ class LinearClassifier(Predictor):
 
 
 def _scores(z: NDArray[np.float64], kind: str) -> NDArray[np.float64]:
-    if kind == "softmax":
-        e: NDArray[np.float64] = np.exp(z - z.max(axis=1, keepdims=True))
-        e /= e.sum(axis=1, keepdims=True)
-        return e
+    if kind == "softmax":  # in place: z is ours and no longer needed
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
     if kind == "logistic":
         p = _sigmoid(z[:, 0])
         return np.column_stack((1.0 - p, p))

@@ -1,0 +1,53 @@
+"""The outputs of one batch: arrays by output column, with records made only when asked for.
+
+``LoadedModel.predict`` returns :class:`Predictions`; the HTTP layer serialises its arrays
+directly, so a handler that returns it costs no per-row object construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
+
+from .schema import Schema
+
+__all__ = ["Predictions"]
+
+
+class Predictions(Sequence[Schema]):
+    """A read-only sequence of output records backed by ``arrays`` (wire name -> one per row)."""
+
+    __slots__ = ("_records", "arrays", "schema")
+
+    def __init__(self, schema: type[Schema], arrays: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self.arrays = arrays
+        self._records: list[Schema] | None = None
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """JSON-ready dicts keyed by wire name, straight from the arrays."""
+        return self.schema.records_from_arrays(self.arrays)
+
+    def _all(self) -> list[Schema]:
+        if self._records is None:
+            self._records = self.schema.from_arrays(self.arrays)
+        return self._records
+
+    def __len__(self) -> int:
+        first = next(iter(self.arrays.values()), ())
+        return len(first)
+
+    @overload
+    def __getitem__(self, index: int) -> Schema: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Schema]: ...
+
+    def __getitem__(self, index: int | slice) -> Schema | list[Schema]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Schema]:
+        return iter(self._all())
+
+    def __repr__(self) -> str:
+        return f"Predictions({self.schema.__name__}, rows={len(self)})"

@@ -352,3 +352,26 @@ def test_async_handlers_make_async_functions(model_path: Path) -> None:
     )
     response = asyncio.run(predict(request))
     assert json.loads(response.get_body())["PredictedLabel"] == "Iris-virginica"
+
+
+def test_sklearn_models_need_their_types_trusted_by_the_endpoint(tmp_path: Path) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    import servefn
+
+    X = np.array([[5.1, 3.5, 1.4, 0.2], [6.4, 3.1, 5.5, 2.2], [5.0, 3.4, 1.5, 0.2]] * 5)
+    y = ["Iris-setosa", "Iris-virginica", "Iris-setosa"] * 5
+    path = tmp_path / "tree.zip"
+    servefn.save(
+        DecisionTreeClassifier(random_state=0).fit(X, y), path, input=Flower, output=Answer
+    )
+
+    refused = make_handler(path)
+    response = call(refused, body=ONE, headers=JSON_HEADERS)
+    assert response.status_code == 503
+    health = json.loads(endpoint_of(refused).health().body)
+    assert "sklearn.tree._tree.Tree" in health["model"]["last_error"]
+
+    trusting = make_handler(path, trusted=["sklearn.tree._tree.Tree"])
+    answer = json.loads(call(trusting, body=SETOSA, headers=JSON_HEADERS).get_body())
+    assert answer["PredictedLabel"] == "Iris-setosa"

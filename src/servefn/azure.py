@@ -10,18 +10,19 @@ This module deliberately avoids ``from __future__ import annotations``: the work
 wrapper's annotations as real classes.
 """
 
+import functools
 import hashlib
 import inspect
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import azure.functions as func
 
-from .artifact import LoadedModel
+from .artifact import LoadedModel, read_model
 from .errors import ServefnError
 from .http import (
     DEFAULT_MAX_BATCH,
@@ -51,6 +52,8 @@ def serve_http(
     sha256: str | None = None,
     cache_dir: str | None = None,
     warm: bool = False,
+    trusted: Sequence[str] = (),
+    allow_pickle: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> Callable[[Any], Callable[..., Any]]:
@@ -61,6 +64,8 @@ def serve_http(
     model. ``connection`` names the app setting (or identity-based prefix) for Azure URLs, as
     on a Functions binding. The model is loaded once, on the first request (or at import with
     ``warm=True``), and checked for a new version at most every ``refresh_after`` seconds.
+    ``trusted`` names extra types a scikit-learn (skops) model may contain; ``allow_pickle``
+    admits a model saved with pickle. Both are off by default: a model file never runs code.
     """
 
     def decorate(target: Any) -> Callable[..., Any]:
@@ -86,6 +91,7 @@ def serve_http(
                 sha256=sha256,
                 cache_dir=cache_dir,
                 base=_folder_of(target),
+                parse=_parser(trusted, allow_pickle),
             )
             handler, name = target, target.__name__
             is_async = inspect.iscoroutinefunction(target)
@@ -209,6 +215,7 @@ def _provider(
     sha256: str | None,
     cache_dir: str | None,
     base: Path | None,
+    parse: Callable[[bytes], LoadedModel] | None,
 ) -> ModelProvider:
     if isinstance(model, LoadedModel):
         return _Fixed(model)
@@ -225,7 +232,18 @@ def _provider(
         model = loader_for(text, **options)
     if model is None:
         raise ServefnError("serve_http needs model=...: a path, a URL or a loader")
-    return ModelSource(model, refresh_after=refresh_after, sha256=sha256, cache_dir=cache_dir)
+    return ModelSource(
+        model, parse=parse, refresh_after=refresh_after, sha256=sha256, cache_dir=cache_dir
+    )
+
+
+def _parser(trusted: Sequence[str], allow_pickle: bool) -> Callable[[bytes], LoadedModel] | None:
+    """``read_model`` with the caller's trust settings, or None for the default (trust nothing)."""
+    if isinstance(trusted, str):
+        raise TypeError("trusted= takes a list of type names, not one string")
+    if not trusted and not allow_pickle:
+        return None
+    return functools.partial(read_model, trusted=tuple(trusted), allow_pickle=allow_pickle)
 
 
 class _Fixed:

@@ -1,0 +1,172 @@
+"""Score a stream chunk by chunk: the same code runs in the command line and on Dask workers.
+
+Memory is bounded by the chunk size: one chunk of input rows, its feature matrix and its
+predictions are alive at a time, whatever the size of the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..artifact import LoadedModel, read_model
+from ..errors import DataFormatError, ServefnError
+from ..loaders.base import describe_error
+from .errors import BatchError, BatchUsageError
+from .options import BatchOptions, default_sep
+from .readers import Chunk, read_chunks
+from .report import BadRow, PartitionReport
+from .storage import Location, open_text, remove
+from .writers import Writer, writer_for
+
+__all__ = ["check_options", "output_names", "score_partition", "score_stream"]
+
+RowsCallback = Callable[[int], None]
+"""Told how many more input rows (good and bad) have been processed."""
+
+_models: dict[str, LoadedModel] = {}
+_models_lock = threading.Lock()
+_MAX_CACHED_MODELS = 2
+
+
+def output_names(model: LoadedModel, options: BatchOptions) -> list[str]:
+    """The output columns: the ``keep`` fields, then the model's outputs by wire name."""
+    predicted = [c.name for c in model.output_schema.columns() if c.role != "ignore"]
+    return [*options.keep, *predicted]
+
+
+def check_options(model: LoadedModel, options: BatchOptions) -> None:
+    """Refuse, before any work, options that cannot work with this model."""
+    columns = model.input_schema.columns()
+    predicted = output_names(model, options)[len(options.keep) :]
+    clash = sorted(set(options.keep) & set(predicted))
+    if clash:
+        raise BatchUsageError(f"cannot keep {clash}: the model's outputs have the same names")
+    if options.input_format != "csv":
+        return
+    unindexed = [c.name for c in columns if c.index is None and c.required]
+    if unindexed:
+        raise BatchUsageError(
+            f"the model's input columns {unindexed} have no column index, so CSV cannot be "
+            "read by position; send JSONL (one object per line, by name)"
+        )
+    readable = [c.name for c in columns if c.index is not None]
+    unusable = [k for k in options.keep if k not in readable]
+    if unusable:
+        raise BatchUsageError(
+            f"cannot keep {unusable} from CSV input: only the input schema's indexed columns "
+            f"can be kept ({readable})"
+        )
+
+
+def score_stream(
+    model: LoadedModel,
+    stream: TextIO,
+    writer: Writer,
+    report: PartitionReport,
+    options: BatchOptions,
+    on_rows: RowsCallback | None = None,
+) -> None:
+    """Score every row of ``stream`` (named ``report.source``) into ``writer``.
+
+    Bad rows are added to ``report`` or, with ``on_error="fail"``, raised as
+    :class:`~servefn.errors.DataFormatError`.
+    """
+    predicted = output_names(model, options)[len(options.keep) :]
+    sep = options.sep or default_sep(report.source)
+    chunks = read_chunks(
+        stream,
+        model.input_schema,
+        source=report.source,
+        options=options,
+        sep=sep,
+        dtype=model.predictor.dtype,
+    )
+    try:
+        for chunk in chunks:
+            report.add_bad(chunk.bad)
+            if chunk.lines:
+                outputs = _predict(model, chunk, report.source)
+                missing = [name for name in predicted if name not in outputs]
+                if missing:
+                    raise BatchError(
+                        f"the model does not produce the outputs {missing} that its output "
+                        f"schema declares; it produces {sorted(outputs)}"
+                    )
+                writer.write([*chunk.kept.items(), *((n, outputs[n]) for n in predicted)])
+                report.rows += len(chunk.lines)
+            if on_rows is not None:
+                on_rows(chunk.size)
+    except UnicodeDecodeError as exc:
+        raise BatchError(
+            f"{report.source} is not valid {options.encoding} text (byte {exc.start} of a "
+            "block); pass the file's encoding"
+        ) from None
+
+
+def score_partition(
+    model: LoadedModel | bytes,
+    source: Location,
+    target: Location,
+    options: BatchOptions,
+    on_rows: RowsCallback | None = None,
+) -> PartitionReport:
+    """Score one input file into its own output file: one Dask task.
+
+    Never raises for bad data, storage or the model: the report carries the error (a message,
+    so it crosses process boundaries) and the partial output is removed.
+    """
+    assert options.output_format is not None
+    report = PartitionReport(source.display, target.display)
+    opened = False
+    try:
+        loaded = model if isinstance(model, LoadedModel) else _cached_model(model)
+        names = output_names(loaded, options)
+        with open_text(source, "r", options) as stream, open_text(target, "w", options) as out:
+            opened = True
+            writer = writer_for(options.output_format, out, names)
+            score_stream(loaded, stream, writer, report, options, on_rows)
+            writer.close()
+    except (ServefnError, OSError) as exc:
+        report.error = str(exc) if isinstance(exc, ServefnError) else describe_error(exc)
+        if isinstance(exc, DataFormatError):
+            report.bad_row = BadRow.from_error(exc)
+        if opened:
+            remove(target, options)
+    return report
+
+
+def _predict(model: LoadedModel, chunk: Chunk, source: str) -> Any:
+    """The predictor's outputs for the chunk's good rows.
+
+    A lone row is scored as two copies of itself: BLAS multiplies a one-row matrix with a
+    different kernel (gemv) than a larger one (gemm), and the last bit of a score would then
+    depend on where chunk boundaries fall. This keeps every output byte-identical whatever the
+    chunk size, skipped rows or partitioning.
+    """
+    matrix = chunk.matrix
+    try:
+        if len(matrix) == 1:
+            outputs = model.predictor.predict(np.vstack([matrix, matrix]))
+            return {name: values[:1] for name, values in outputs.items()}
+        return model.predictor.predict(matrix)
+    except Exception as exc:  # a predictor is user code: report where it failed, not a traceback
+        lines = f"lines {chunk.lines[0]}-{chunk.lines[-1]}"
+        raise BatchError(f"the model failed on {source}, {lines}: {describe_error(exc)}") from exc
+
+
+def _cached_model(data: bytes) -> LoadedModel:
+    """The model in archive ``data``, parsed once per process (Dask workers reuse it)."""
+    key = hashlib.sha256(data).hexdigest()
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = read_model(data)
+            if len(_models) >= _MAX_CACHED_MODELS:
+                _models.pop(next(iter(_models)))
+            _models[key] = model
+    return model

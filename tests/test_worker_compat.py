@@ -1,0 +1,87 @@
+"""The iris app under the real Azure Functions worker library, on Python 3.13.
+
+``make worker313`` builds ``.worker313/`` (Python 3.13, azure-functions 2.x,
+azure-functions-runtime, this servefn); ``scripts/check_worker.py run`` indexes a copy of
+``examples/iris`` with the worker's own loader and calls the indexed function with real
+``func.HttpRequest`` objects. This suite itself runs on the machine's Python (azure-functions
+1.x). Without Python 3.13 or the venv the test is skipped with the reason, or fails under
+CI=true.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "iris"
+SCRIPT = ROOT / "scripts" / "check_worker.py"
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+@pytest.fixture(scope="module")
+def worker_python() -> Path:
+    """The 3.13 venv's interpreter, or a skip (a failure under CI=true) saying what is missing."""
+    check_worker = _load(SCRIPT, "check_worker")
+    reason = check_worker.missing_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    python: Path = check_worker.venv_python()
+    return python
+
+
+@pytest.fixture(scope="module")
+def iris_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of examples/iris with a model.zip trained by its own train.py."""
+    app = tmp_path_factory.mktemp("worker") / "iris"
+    app.mkdir()
+    for name in ("function_app.py", "schema.py", "host.json", "requirements.txt"):
+        shutil.copy(EXAMPLE / name, app / name)
+    _load(EXAMPLE / "train.py", "iris_train_worker").train(app / "model.zip")
+    return app
+
+
+def test_the_worker_indexes_and_calls_the_iris_app(worker_python: Path, iris_app: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI", "PYTHONPATH")}
+    done = subprocess.run(
+        [str(worker_python), str(SCRIPT), "run", str(iris_app)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["python"].startswith("3.13.")
+    assert seen["azure_functions"].startswith("2.")
+    assert seen["worker_library"]
+    assert seen["functions"] == ["health", "openapi", "predict"]
+    assert (seen["route"], seen["methods"]) == ("Predict", ["GET", "POST"])
+    assert seen["is_http_func"] and not seen["is_async"]
+    assert (seen["text_status"], seen["text_body"]) == (200, "Iris-virginica")
+    assert seen["json_status"] == 200
+    assert seen["json_body"]["PredictedLabel"] == "Iris-virginica"
+    assert seen["json_body"]["Score"][2] > 0.99

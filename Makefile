@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 IRIS   := examples/iris
 
-.PHONY: demo test lint typecheck pytest bench azurite clean
+.PHONY: demo test lint typecheck pytest bench azurite worker313 browser clean
 
 AZURITE_VERSION := 3.37.0
 AZURITE := .azurite/node_modules/.bin/azurite-blob
@@ -30,6 +30,18 @@ $(AZURITE):
 
 azurite: $(AZURITE)
 
+# A Python 3.13 venv with azure-functions 2.x and the worker library azure-functions-runtime, in
+# an ignored folder, for tests/test_worker_compat.py. Quick when current (stamp file); when
+# Python 3.13 is missing it says so and the test skips (fails under CI=true). WORKER_PYTHON
+# overrides $(pyenv root)/versions/3.13.0/bin/python3.13.
+worker313: $(VENV)/.stamp-dev
+	$(BIN)/python scripts/check_worker.py build $(if $(WORKER_PYTHON),--python $(WORKER_PYTHON))
+
+# Headless Chromium and its driver (Debian's packages) for tests/test_docs_page.py.
+browser:
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
 # Train the iris model if model.zip is missing, serve it with `servefn serve`, ask over HTTP.
 demo: $(VENV)/.stamp-demo
 	$(BIN)/python $(IRIS)/demo.py
@@ -41,13 +53,21 @@ lint: $(VENV)/.stamp-dev
 typecheck: $(VENV)/.stamp-dev
 	$(BIN)/mypy src
 
-pytest: $(VENV)/.stamp-dev $(AZURITE)
+pytest: $(VENV)/.stamp-dev $(AZURITE) worker313 browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.stamp-dev
-	$(BIN)/python benchmarks/run.py
+$(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@ $(VENV)/.stamp-dev $(VENV)/.stamp-demo
+
+# The benchmark suite (benchmarks/run.py; BENCH_ARGS="--quick" for a smoke run). wrk, the HTTP
+# load generator, comes from Debian's packages when missing; without it an asyncio client is used.
+bench: $(VENV)/.stamp-bench
+	command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| echo "wrk is not installed: bench_http uses its slower asyncio client"
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .azurite .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .azurite .worker313 .mypy_cache .ruff_cache .pytest_cache

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ._version import __version__
+from .cli_check import add_check
+from .cli_model import add_inspect, add_openapi, add_upload
+from .cli_predict import add_predict
 from .errors import ServefnError
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -64,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_body_size=args.max_body_size,
         log_level=args.log_level,
+        connection=args.connection,
     ).run()
     return EXIT_OK
 
@@ -73,14 +77,27 @@ def _add_serve(subparsers: argparse._SubParsersAction[_Parser]) -> None:
 
     parser = subparsers.add_parser(
         "serve",
-        help="run a function app's HTTP functions locally, like `func host start`",
+        help="run a function app's HTTP functions, or a model, locally (like `func host start`)",
         description=(
             "Serve every HTTP-triggered function of a function_app.py at "
             "http://HOST:PORT/<routePrefix>/<route>, reading local.settings.json and host.json "
-            "like Azure Functions Core Tools. Keys are not checked locally."
+            "like Azure Functions Core Tools. Keys are not checked locally. Given a model "
+            "(model.zip, az://..., blob://..., any loader URL) instead, serve it with no code: "
+            "/api/Predict, /api/health, /api/openapi.json. Either way, /api/docs is an "
+            "interactive docs page."
         ),
     )
-    parser.add_argument("app", metavar="APP", help="a function_app.py, or the folder holding one")
+    parser.add_argument(
+        "app",
+        metavar="APP_OR_MODEL",
+        help="a function_app.py or the folder holding one; or a model.zip or model URL",
+    )
+    parser.add_argument(
+        "--connection",
+        metavar="NAME",
+        help="for a model at blob://, az:// or abfs://: the app setting holding the storage "
+        "connection (default AzureWebJobsStorage)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument(
         "--port", type=_port, default=7071, help="port to listen on (7071; 0 = any free port)"
@@ -98,7 +115,14 @@ def _add_serve(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     parser.set_defaults(handler=_serve)
 
 
-_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (_add_serve,)
+_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
+    _add_serve,
+    add_inspect,
+    add_openapi,
+    add_upload,
+    add_check,
+    add_predict,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except ServefnError as exc:
-        from .errors import AppNotFoundError
+        from .errors import UsageError
 
         print(f"servefn {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, AppNotFoundError) else EXIT_FAILURE
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE

@@ -6,6 +6,11 @@ Loading (settings, host.json, import, indexing) happens on first use of ``functi
 checked, exactly as ``func host start`` does not check them: an ``x-functions-key`` header or a
 ``code`` query parameter is accepted and passed through to the function untouched.
 
+Given a model instead of an app (``model.zip``, ``az://...``, any loader URI), it serves that
+model with no user code (:mod:`servefn.modelapp`), reading ``local.settings.json`` from the
+current folder for the storage connection. Either way ``/api/docs`` is an interactive docs page
+(:mod:`servefn.docs`) when there is an OpenAPI document to show.
+
 Example
 -------
 >>> host = DevHost("examples/iris", port=0)      # doctest: +SKIP
@@ -35,10 +40,15 @@ from .devhost_index import (
     read_route_prefix,
     resolve_app_file,
 )
-from .devhost_routes import RouteTable, RouteTemplateError, compile_route
+from .devhost_routes import CompiledRoute, RouteTable, RouteTemplateError, compile_route
+from .docs import DOCS_ROUTE, SWAGGER_UI_MISSING, DocsPage, swagger_ui_folder
+from .errors import ServefnError
+from .modelapp import ROUTE_PREFIX, ModelApp, is_model_location
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from .http import Endpoint
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -56,15 +66,42 @@ logger = logging.getLogger("servefn.devhost")
 
 @dataclass(frozen=True)
 class _LoadedApp:
-    app_file: Path
+    app_file: Path | None
+    model: ModelApp | None
     route_prefix: str
     functions: tuple[HttpFunction, ...]
     skipped: tuple[SkippedFunction, ...]
+    docs: HttpFunction | None
     asgi_app: FunctionsAsgiApp
 
 
 def _full_route(prefix: str, route: str) -> str:
     return f"{prefix}/{route}" if prefix else route
+
+
+def _compile(prefix: str, function: HttpFunction, route: str | None = None) -> CompiledRoute:
+    try:
+        return compile_route(_full_route(prefix, function.route if route is None else route))
+    except RouteTemplateError as exc:
+        raise DevHostError(
+            f"function {function.name!r} has an invalid route {function.route!r}: {exc}"
+        ) from exc
+
+
+def _serve_http_routes(
+    functions: tuple[HttpFunction, ...],
+) -> list[tuple[Endpoint, str, tuple[str, ...]]]:
+    """(endpoint, route, methods) of the functions made by ``serve_http``."""
+    from .azure import endpoint_of
+
+    found = []
+    for function in functions:
+        try:
+            endpoint = endpoint_of(function.handler)
+        except ServefnError:
+            continue
+        found.append((endpoint, function.route, function.methods or ("GET", "POST")))
+    return found
 
 
 class DevHost:
@@ -80,6 +117,9 @@ class DevHost:
         Largest request body in bytes (the Functions host's limit, 100 MB, by default).
     log_level
         uvicorn's log level ("critical", "error", "warning", "info", "debug").
+    connection
+        For a model in Azure Storage (``blob://``, ``az://``, ``abfs://``): the app setting or
+        identity-based prefix that reaches the account, as on a Functions binding.
     """
 
     def __init__(
@@ -90,25 +130,40 @@ class DevHost:
         port: int = 7071,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         log_level: str = "info",
+        connection: str | None = None,
     ) -> None:
         self.app_path = app_path
         self.host = host
         self.port = port
         self.max_body_size = max_body_size
         self.log_level = log_level
+        self.connection = connection
         self._loaded: _LoadedApp | None = None
+        self._docs_note: str | None = None
 
     def __repr__(self) -> str:
         return f"DevHost({str(self.app_path)!r}, host={self.host!r}, port={self.port})"
 
     def load(self) -> None:
-        """Apply local settings, import the app and index it; later calls do nothing.
+        """Apply local settings, import the app and index it (or load the model); later calls
+        do nothing.
 
         Raises :class:`DevHostError` (:class:`AppNotFoundError` for a wrong path) with a
         message that says what to fix.
         """
         if self._loaded is not None:
             return
+        if is_model_location(self.app_path):
+            self._loaded = self._load_model()
+        elif self.connection is not None:
+            raise AppNotFoundError(
+                "--connection applies to a model URL; a function app names its connection in "
+                "its code (serve_http(..., connection=...))"
+            )
+        else:
+            self._loaded = self._load_function_app()
+
+    def _load_function_app(self) -> _LoadedApp:
         app_file = resolve_app_file(self.app_path)
         route_prefix = read_route_prefix(app_file.parent)
         apply_local_settings(app_file.parent)
@@ -116,21 +171,104 @@ class DevHost:
         entries = []
         for function in functions:
             try:
-                route = compile_route(_full_route(route_prefix, function.route))
-            except RouteTemplateError as exc:
-                raise DevHostError(
-                    f"{app_file}: function {function.name!r} has an invalid route "
-                    f"{function.route!r}: {exc}"
-                ) from exc
+                route = _compile(route_prefix, function)
+            except DevHostError as exc:
+                raise DevHostError(f"{app_file}: {exc}") from exc
             entries.append((route, function.methods, function))
+        docs = self._docs_page(route_prefix, tuple(functions), app_file.parent.name)
+        if docs is not None:
+            entries.extend(self._docs_entries(route_prefix, docs))
         asgi_app = FunctionsAsgiApp(
             RouteTable(entries),
             max_body_size=self.max_body_size,
             function_directory=str(app_file.parent),
         )
-        self._loaded = _LoadedApp(
-            app_file, route_prefix, tuple(functions), tuple(skipped), asgi_app
+        return _LoadedApp(
+            app_file, None, route_prefix, tuple(functions), tuple(skipped), docs, asgi_app
         )
+
+    def _load_model(self) -> _LoadedApp:
+        apply_local_settings(Path.cwd())
+        model = ModelApp.load(self.app_path, connection=self.connection)
+        functions = model.functions()
+        entries = [(_compile(ROUTE_PREFIX, f), f.methods, f) for f in functions]
+        docs = None
+        if swagger_ui_folder() is None:
+            self._docs_note = SWAGGER_UI_MISSING
+        else:
+            page = DocsPage(
+                route_prefix=ROUTE_PREFIX, openapi_route="openapi.json", title=Path(model.uri).name
+            )
+            docs = page.function()
+            entries.extend(self._docs_entries(ROUTE_PREFIX, docs))
+        asgi_app = FunctionsAsgiApp(
+            RouteTable(entries), max_body_size=self.max_body_size, function_directory="."
+        )
+        return _LoadedApp(None, model, ROUTE_PREFIX, tuple(functions), (), docs, asgi_app)
+
+    def _docs_page(
+        self, route_prefix: str, functions: tuple[HttpFunction, ...], title: str
+    ) -> HttpFunction | None:
+        """The docs page for an app with serve_http functions, unless its routes clash."""
+        if swagger_ui_folder() is None:
+            self._docs_note = SWAGGER_UI_MISSING
+            return None
+        docs_path = "/" + _full_route(route_prefix, DOCS_ROUTE)
+        for function in functions:
+            if _compile(route_prefix, function).match(docs_path) is not None:
+                self._docs_note = f"the app's function {function.name!r} serves {docs_path}"
+                return None
+        openapi = next(
+            (
+                f.route
+                for f in functions
+                if f.route.lower() == "openapi.json" and (not f.methods or "GET" in f.methods)
+            ),
+            None,
+        )
+        if openapi is None and not _serve_http_routes(functions):
+            return None
+        page = DocsPage(
+            route_prefix=route_prefix,
+            openapi_route=openapi,
+            document=lambda: self._app_openapi(functions, route_prefix),
+            title=title,
+        )
+        return page.function()
+
+    @staticmethod
+    def _docs_entries(
+        route_prefix: str, docs: HttpFunction
+    ) -> list[tuple[CompiledRoute, tuple[str, ...], HttpFunction]]:
+        """The page at ``docs`` and its files at ``docs/{asset}``."""
+        return [
+            (_compile(route_prefix, docs), docs.methods, docs),
+            (_compile(route_prefix, docs, f"{DOCS_ROUTE}/{{asset}}"), docs.methods, docs),
+        ]
+
+    @staticmethod
+    def _app_openapi(functions: tuple[HttpFunction, ...], route_prefix: str) -> bytes:
+        from .openapi import openapi_document
+
+        routes = _serve_http_routes(functions)
+        if not routes:
+            raise DevHostError(
+                "the app has no serve_http functions, so there is no OpenAPI document to show"
+            )
+        keyed = any(
+            f.auth_level in _KEYED_AUTH_LEVELS
+            for f in functions
+            if any(f.route == route for _, route, _ in routes)
+        )
+        return openapi_document(routes, route_prefix=route_prefix, key_required=keyed)
+
+    def openapi_document(self) -> bytes:
+        """The OpenAPI 3.1 document of what is served: the model's, or the one built from the
+        app's serve_http functions (as ``add_health_routes`` would serve it)."""
+        loaded = self._app
+        if loaded.model is not None:
+            return loaded.model.openapi()
+        return self._app_openapi(loaded.functions, loaded.route_prefix)
 
     @property
     def _app(self) -> _LoadedApp:
@@ -139,9 +277,14 @@ class DevHost:
         return self._loaded
 
     @property
-    def app_file(self) -> Path:
-        """The ``function_app.py`` that was loaded."""
+    def app_file(self) -> Path | None:
+        """The ``function_app.py`` that was loaded (None when serving a model)."""
         return self._app.app_file
+
+    @property
+    def model(self) -> ModelApp | None:
+        """The model served without user code (None when serving a function app)."""
+        return self._app.model
 
     @property
     def functions(self) -> tuple[HttpFunction, ...]:
@@ -163,23 +306,39 @@ class DevHost:
         """The ASGI application; serve it with any ASGI server."""
         return self._app.asgi_app
 
-    def urls(self, port: int | None = None) -> dict[str, str]:
-        """Function name -> URL (route template as declared), like Core Tools prints them."""
+    def _base_url(self, port: int | None) -> str:
         host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
         host = f"[{host}]" if ":" in host else host
-        base = f"http://{host}:{self.port if port is None else port}"
+        return f"http://{host}:{self.port if port is None else port}"
+
+    def urls(self, port: int | None = None) -> dict[str, str]:
+        """Function name -> URL (route template as declared), like Core Tools prints them."""
+        base = self._base_url(port)
         return {f.name: f"{base}/{_full_route(self.route_prefix, f.route)}" for f in self.functions}
+
+    def docs_url(self, port: int | None = None) -> str | None:
+        """The interactive docs page's URL (None when there is no page)."""
+        if self._app.docs is None:
+            return None
+        return f"{self._base_url(port)}/{_full_route(self.route_prefix, DOCS_ROUTE)}"
 
     def describe(self, port: int | None = None) -> str:
         """The startup text: served functions with methods and URLs, skipped ones, auth note."""
         urls = self.urls(port)
-        lines = ["Functions:"]
+        lines = [] if self.model is None else [f"Model: {self.model.uri}"]
+        lines.append("Functions:")
         for function in self.functions:
             methods = f"[{','.join(function.methods)}] " if function.methods else ""
             lines.append(f"  {function.name}: {methods}{urls[function.name]}")
-        if self.skipped:
+        docs_url = self.docs_url(port)
+        if docs_url is not None:
+            lines.append(f"Docs: {docs_url} (try the API in a browser)")
+        skipped = [(s.name, s.reason) for s in self.skipped]
+        if self._docs_note is not None:
+            skipped.append(("docs", self._docs_note))
+        if skipped:
             lines.append("Not served:")
-            lines.extend(f"  {s.name}: {s.reason}" for s in self.skipped)
+            lines.extend(f"  {name}: {reason}" for name, reason in skipped)
         keyed = [f.name for f in self.functions if f.auth_level in _KEYED_AUTH_LEVELS]
         if keyed:
             lines.append(

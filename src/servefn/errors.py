@@ -9,7 +9,8 @@
      ├── PredictorError       a model cannot be exported, loaded or registered
      ├── LoaderError          storage could not be reached or the model is missing
      ├── ModelUnavailable     no model could be loaded yet (the HTTP layer answers 503)
-     └── DevHostError         ``servefn serve`` cannot start (app, settings or address)
+     ├── DevHostError         ``servefn serve`` cannot start (app, settings or address)
+     └── UsageError           a command was given a wrong path or option (CLI exit code 2)
           └── AppNotFoundError the path is not a function_app.py or a folder holding one
 
 Messages say what went wrong and what to do; they never carry secrets or request values.
@@ -27,6 +28,7 @@ __all__ = [
     "PredictorError",
     "SchemaError",
     "ServefnError",
+    "UsageError",
 ]
 
 
@@ -73,5 +75,9 @@ class DevHostError(ServefnError):
     """``servefn serve`` cannot start: the app, its settings or the address is unusable."""
 
 
-class AppNotFoundError(DevHostError):
+class UsageError(ServefnError):
+    """A command was given a path or option it cannot use; the CLI exits with code 2."""
+
+
+class AppNotFoundError(UsageError, DevHostError):
     """The path given as the app is not a ``function_app.py`` or a folder holding one."""

@@ -1,0 +1,50 @@
+"""``servefn check APP_DIR``: list what would break a publish, one ``ok|warn|fail`` line each.
+
+Exit code 0 when nothing failed; otherwise :mod:`servefn.cli` prints a one-line summary on
+stderr and exits 1 (2 when APP_DIR holds no function app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from .errors import ServefnError
+
+__all__ = ["add_check"]
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .appcheck import check_app
+
+    logging.basicConfig(level=logging.ERROR)  # the findings say it all; no retry chatter
+    failed = total = 0
+    for finding in check_app(args.app):
+        print(finding, flush=True)
+        total += 1
+        failed += finding.level == "fail"
+    if failed:
+        raise ServefnError(
+            f"{failed} of {total} checks failed; fix them and run servefn check again"
+        )
+    return 0
+
+
+def add_check(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """``servefn check APP_DIR``."""
+    parser = subparsers.add_parser(
+        "check",
+        help="find what `func azure functionapp publish` would trip on, before publishing",
+        description=(
+            "Check a function app folder: host.json is valid, requirements.txt lists servefn, "
+            "local.settings.json would not be published, function_app.py imports and indexes "
+            "under the Python worker's rules, and each serve_http function's model loads and "
+            "answers an example built from its input schema. The app is imported with its "
+            "local.settings.json Values, as func host start would."
+        ),
+    )
+    parser.add_argument(
+        "app", metavar="APP_DIR", help="the function app's folder (or its function_app.py)"
+    )
+    parser.set_defaults(handler=_check)

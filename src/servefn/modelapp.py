@@ -1,0 +1,159 @@
+"""Serve a ``model.zip`` with no user code: the routes come from the model's own manifest.
+
+``servefn serve model.zip`` (or ``az://models/model.zip``, ``blob://...``, any loader URI) loads
+the model once at start-up to read its input and output schemas, then answers like a
+``serve_http`` function would: ``/api/Predict`` (GET, POST) with validation and the whole HTTP
+contract, ``/api/health`` and ``/api/openapi.json``. The model is kept fresh by a
+:class:`~servefn.loaders.ModelSource`, exactly as in a function app.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .devhost_index import APP_FILE_NAME, HttpFunction
+from .errors import AppNotFoundError, DevHostError, ServefnError
+from .http import Endpoint, Response
+from .loaders import ModelLoader, ModelSource, loader_for, redact
+from .openapi import openapi_document
+
+if TYPE_CHECKING:
+    import azure.functions as func
+
+    from .artifact import LoadedModel
+
+__all__ = ["AZURE_SCHEMES", "ROUTE_PREFIX", "ModelApp", "is_model_location", "model_loader"]
+
+AZURE_SCHEMES = ("blob", "az", "abfs", "abfss")
+"""URL schemes that take a ``connection`` (an app setting, as on a Functions binding)."""
+PREDICT_ROUTE = "Predict"
+ROUTE_PREFIX = "api"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+def _scheme(location: str) -> str | None:
+    match = _SCHEME.match(location)
+    return match.group(1).lower() if match else None
+
+
+def is_model_location(location: str | os.PathLike[str]) -> bool:
+    """True when ``location`` names a model (a URL, or a file that is not Python source).
+
+    A folder or a ``.py`` file is a function app; anything that does not exist locally and has
+    no URL scheme is neither (:class:`AppNotFoundError`).
+    """
+    text = os.fspath(location)
+    if _scheme(text) not in (None, "file"):
+        return True
+    path = Path(text.removeprefix("file://")).expanduser()
+    if path.is_dir() or path.suffix == ".py":
+        return False
+    if path.is_file():
+        return True
+    raise AppNotFoundError(
+        f"{text} does not exist; pass a {APP_FILE_NAME}, the folder holding one, a model.zip "
+        "or a model URL (az://, blob://, ...)"
+    )
+
+
+def model_loader(location: str, connection: str | None = None) -> ModelLoader:
+    """The loader for a path or URL; ``connection`` only for Azure URLs.
+
+    Raises :class:`AppNotFoundError` for a connection given with another kind of location,
+    :class:`DevHostError` for a storage package that is not installed.
+    """
+    scheme = _scheme(location)
+    if connection is not None and scheme not in AZURE_SCHEMES:
+        raise AppNotFoundError(  # a usage mistake: exit code 2 on the command line
+            f"--connection applies to {', '.join(s + '://' for s in AZURE_SCHEMES)} URLs, "
+            f"not to {redact(location)}; drop it"
+        )
+    options = {} if connection is None else {"connection": connection}
+    try:
+        return loader_for(location, **options)
+    except ImportError as exc:
+        raise DevHostError(str(exc)) from None
+    except ValueError as exc:
+        raise DevHostError(f"cannot read a model from {redact(location)}: {exc}") from None
+
+
+class ModelApp:
+    """The HTTP functions that serve one model, built from its manifest.
+
+    Build one with :meth:`load`: ``location`` is a model file or any loader URL; for
+    ``blob://``/``az://``/``abfs://``, ``connection`` is the app setting (or identity-based
+    prefix) that reaches the storage account, as on a Functions binding (default
+    ``AzureWebJobsStorage``).
+    """
+
+    def __init__(self, source: ModelSource[LoadedModel], endpoint: Endpoint) -> None:
+        self.source = source
+        self.endpoint = endpoint
+
+    def __repr__(self) -> str:
+        return f"ModelApp({self.source.uri!r})"
+
+    @classmethod
+    def load(cls, location: str | os.PathLike[str], *, connection: str | None = None) -> ModelApp:
+        """Load the model now (its schemas shape the routes); :class:`DevHostError` if it
+        cannot be loaded, with the reason."""
+        source = ModelSource(model_loader(os.fspath(location), connection))
+        try:
+            model = source.warm()
+        except ServefnError:
+            reason = source.info()["last_error"] or "unknown error"
+            raise DevHostError(f"cannot load the model: {reason}") from None
+        return cls(source, Endpoint(model.input_schema, model.output_schema, source))
+
+    @property
+    def uri(self) -> str:
+        """Where the model comes from, without credentials."""
+        return self.source.uri
+
+    def openapi(self) -> bytes:
+        """The OpenAPI 3.1 document of the Predict route (no key needed: served locally)."""
+        return openapi_document(
+            [(self.endpoint, PREDICT_ROUTE, ("GET", "POST"))],
+            route_prefix=ROUTE_PREFIX,
+            key_required=False,
+            title=f"{Path(self.uri).name} predictions",
+        )
+
+    def functions(self) -> list[HttpFunction]:
+        """Predict, health and openapi.json as HTTP functions for the local host (under
+        :data:`ROUTE_PREFIX`)."""
+        endpoint = self.endpoint
+        return [
+            _function("predict", PREDICT_ROUTE, ("GET", "POST"), endpoint.handle),
+            _function("health", "health", ("GET",), lambda _: endpoint.health()),
+            _function("openapi", "openapi.json", ("GET",), lambda _: Response(200, self.openapi())),
+        ]
+
+
+def _function(
+    name: str,
+    route: str,
+    methods: tuple[str, ...],
+    answer: Callable[..., Response],
+) -> HttpFunction:
+    from .azure import to_request, to_response
+
+    def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return to_response(answer(to_request(req)))
+
+    handler.__name__ = name
+    return HttpFunction(
+        name=name,
+        route=route,
+        methods=methods,
+        auth_level="ANONYMOUS",
+        trigger_arg="req",
+        output_arg=None,
+        wants_context=False,
+        is_async=False,
+        handler=handler,
+    )

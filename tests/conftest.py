@@ -1,1 +1,1 @@
-pytest_plugins = ["azurite"]
+pytest_plugins = ["azurite", "iris"]

@@ -8,9 +8,7 @@ Every result is compared byte for byte with the single-process run.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,22 +34,6 @@ except ImportError:  # the dask extra is part of dev; under CI its absence is a 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "iris"
 IRIS = EXAMPLE / "data" / "iris.txt"
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    spec = importlib.util.spec_from_file_location("iris_train_dask", EXAMPLE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    path = tmp_path_factory.mktemp("model") / "model.zip"
-    module.train(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -94,26 +76,34 @@ def part_files(folder: Path) -> dict[str, bytes]:
 
 
 def test_cluster_parts_equal_the_single_process_run(
-    model_path: Path, scheduler: str, partitions: Path, tmp_path: Path
+    trained_model: Path, scheduler: str, partitions: Path, tmp_path: Path
 ) -> None:
     local, cluster, whole = tmp_path / "local", tmp_path / "cluster", tmp_path / "whole.csv"
     glob = str(partitions / "*.csv")
-    assert predict(model_path, "-i", glob, "-o", f"{local}/", "--chunk-size", "16") == EXIT_OK
+    assert predict(trained_model, "-i", glob, "-o", f"{local}/", "--chunk-size", "16") == EXIT_OK
     code = predict(
-        model_path, "-i", glob, "-o", f"{cluster}/", "--chunk-size", "16", "--scheduler", scheduler
+        trained_model,
+        "-i",
+        glob,
+        "-o",
+        f"{cluster}/",
+        "--chunk-size",
+        "16",
+        "--scheduler",
+        scheduler,
     )
     assert code == EXIT_OK
     parts = part_files(cluster)
     assert list(parts) == [f"part-0000{i}.csv" for i in range(4)]
     assert parts == part_files(local)
-    assert predict(model_path, "-i", str(IRIS), "-o", str(whole)) == EXIT_OK
+    assert predict(trained_model, "-i", str(IRIS), "-o", str(whole)) == EXIT_OK
     header, *body = whole.read_text().splitlines()
     joined = [line for data in parts.values() for line in data.decode().splitlines()[1:]]
     assert joined == body and all(p.decode().startswith(header + "\n") for p in parts.values())
 
 
 def test_jsonl_on_the_cluster_with_skipped_rows_reported_by_line(
-    model_path: Path,
+    trained_model: Path,
     scheduler: str,
     partitions: Path,
     tmp_path: Path,
@@ -125,17 +115,17 @@ def test_jsonl_on_the_cluster_with_skipped_rows_reported_by_line(
     bad.write_text("\n".join(lines) + "\n")
     common = ["-i", str(partitions), "--on-error", "skip", "--output-format", "jsonl"]
     out = tmp_path / "out"
-    assert predict(model_path, *common, "-o", f"{out}/", "--scheduler", scheduler) == EXIT_OK
+    assert predict(trained_model, *common, "-o", f"{out}/", "--scheduler", scheduler) == EXIT_OK
     report = capsys.readouterr().err
     assert "skipped 1 bad row of 150:" in report
     assert "iris-1.csv, line 5, column 2: PetalLength: 'oops' is not a number" in report
-    assert predict(model_path, *common, "-o", f"{tmp_path / 'local'}/") == EXIT_OK
+    assert predict(trained_model, *common, "-o", f"{tmp_path / 'local'}/") == EXIT_OK
     assert part_files(out) == part_files(tmp_path / "local")
     assert sum(data.count(b"\n") for data in part_files(out).values()) == 149
 
 
 def test_a_bad_row_on_a_worker_fails_the_run_and_removes_every_part(
-    model_path: Path,
+    trained_model: Path,
     scheduler: str,
     partitions: Path,
     tmp_path: Path,
@@ -143,7 +133,7 @@ def test_a_bad_row_on_a_worker_fails_the_run_and_removes_every_part(
 ) -> None:
     (partitions / "iris-3.csv").write_text("5.0,3.1,1.4\n")
     out = tmp_path / "out"
-    code = predict(model_path, "-i", str(partitions), "-o", f"{out}/", "--scheduler", scheduler)
+    code = predict(trained_model, "-i", str(partitions), "-o", f"{out}/", "--scheduler", scheduler)
     assert code == EXIT_FAILURE
     err = capsys.readouterr().err
     assert "iris-3.csv, line 1: expected at least 4 fields" in err and "Traceback" not in err
@@ -151,16 +141,16 @@ def test_a_bad_row_on_a_worker_fails_the_run_and_removes_every_part(
 
 
 def test_the_cluster_needs_a_folder_output(
-    model_path: Path, scheduler: str, partitions: Path, capsys: pytest.CaptureFixture[str]
+    trained_model: Path, scheduler: str, partitions: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = str(partitions.parent / "one.csv")
-    code = predict(model_path, "-i", str(partitions), "-o", out, "--scheduler", scheduler)
+    code = predict(trained_model, "-i", str(partitions), "-o", out, "--scheduler", scheduler)
     assert code == EXIT_USAGE
     assert "must be a folder URL ending in '/'" in capsys.readouterr().err
 
 
 def test_an_unreachable_scheduler_is_reported(
-    model_path: Path,
+    trained_model: Path,
     partitions: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -172,13 +162,13 @@ def test_an_unreachable_scheduler_is_reported(
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     out = f"{tmp_path / 'out'}/"
-    code = predict(model_path, "-i", str(partitions), "-o", out, "--scheduler", address)
+    code = predict(trained_model, "-i", str(partitions), "-o", out, "--scheduler", address)
     assert code == EXIT_FAILURE
     assert f"cannot reach the Dask scheduler at {address}" in capsys.readouterr().err
 
 
 def test_blob_storage_in_and_out_on_the_cluster(
-    model_path: Path,
+    trained_model: Path,
     scheduler: str,
     partitions: Path,
     azurite: Azurite,
@@ -188,7 +178,7 @@ def test_blob_storage_in_and_out_on_the_cluster(
     name = blob_container.container_name
     for path in sorted(partitions.iterdir()):
         blob_container.upload_blob(f"flowers/{path.name}", path.read_bytes())
-    blob_container.upload_blob("models/model.zip", model_path.read_bytes())
+    blob_container.upload_blob("models/model.zip", trained_model.read_bytes())
     code = main(
         [
             "predict", f"az://{name}/models/model.zip",
@@ -202,19 +192,19 @@ def test_blob_storage_in_and_out_on_the_cluster(
         for blob in blob_container.list_blobs(name_starts_with="scores/")
     }
     local = tmp_path / "local"
-    assert predict(model_path, "-i", str(partitions), "-o", f"{local}/") == EXIT_OK
+    assert predict(trained_model, "-i", str(partitions), "-o", f"{local}/") == EXIT_OK
     assert written == part_files(local)
 
 
 def test_a_loaded_model_from_python_is_shipped_to_the_workers(
-    model_path: Path, scheduler: str, partitions: Path, tmp_path: Path
+    trained_model: Path, scheduler: str, partitions: Path, tmp_path: Path
 ) -> None:
     from servefn import read_model
     from servefn.batch import BatchOptions, predict_batch
 
     out = tmp_path / "out"
     report = predict_batch(
-        read_model(model_path),
+        read_model(trained_model),
         str(partitions / "*.csv"),
         f"{out}/",
         options=BatchOptions(output_format="jsonl"),
@@ -224,7 +214,7 @@ def test_a_loaded_model_from_python_is_shipped_to_the_workers(
     assert [Path(p).name for p in report.outputs] == [f"part-0000{i}.jsonl" for i in range(4)]
     local = tmp_path / "local"
     assert (
-        predict(model_path, "-i", str(partitions), "-o", f"{local}/", "--output-format", "jsonl")
+        predict(trained_model, "-i", str(partitions), "-o", f"{local}/", "--output-format", "jsonl")
         == 0
     )
     assert part_files(out) == part_files(local)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import io
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,24 +35,8 @@ HEADER = "PredictedLabel,Score[0],Score[1],Score[2]"
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    spec = importlib.util.spec_from_file_location("iris_train_batch", EXAMPLE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    path = tmp_path_factory.mktemp("model") / "model.zip"
-    module.train(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(model_path: Path) -> LoadedModel:
-    return read_model(model_path)
+def model(trained_model: Path) -> LoadedModel:
+    return read_model(trained_model)
 
 
 def iris_rows() -> list[list[str]]:
@@ -83,10 +65,10 @@ def run(*argv: str) -> int:
 
 
 def test_csv_by_column_index_scores_every_row_in_order(
-    model_path: Path, model: LoadedModel, tmp_path: Path
+    trained_model: Path, model: LoadedModel, tmp_path: Path
 ) -> None:
     out = tmp_path / "scores.csv"
-    assert run(str(model_path), "-i", str(IRIS), "-o", str(out), "--chunk-size", "16") == EXIT_OK
+    assert run(str(trained_model), "-i", str(IRIS), "-o", str(out), "--chunk-size", "16") == EXIT_OK
     header, scored = read_csv_output(out)
     assert ",".join(header) == HEADER
     want = expected(model, iris_rows())
@@ -95,21 +77,21 @@ def test_csv_by_column_index_scores_every_row_in_order(
     assert sum(label == row[4] for (label, _), row in zip(scored, iris_rows(), strict=True)) > 140
 
 
-def test_output_does_not_depend_on_the_chunk_size(model_path: Path, tmp_path: Path) -> None:
+def test_output_does_not_depend_on_the_chunk_size(trained_model: Path, tmp_path: Path) -> None:
     outputs = []
     for size in ("1", "7", "10000"):
         out = tmp_path / f"scores-{size}.csv"
-        assert run(str(model_path), "-i", str(IRIS), "-o", str(out), "--chunk-size", size) == 0
+        assert run(str(trained_model), "-i", str(IRIS), "-o", str(out), "--chunk-size", size) == 0
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
 
 
 def test_standard_output_is_the_default(
-    model_path: Path, model: LoadedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_model: Path, model: LoadedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = tmp_path / "three.csv"
     source.write_text("3.3,1.6,0.2,5.1\n\n5.1,3.5,1.4,0.2,Iris-setosa\n6.5,3.0,5.2,2.0\n")
-    assert run(str(model_path), "-i", str(source)) == EXIT_OK
+    assert run(str(trained_model), "-i", str(source)) == EXIT_OK
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == HEADER and len(lines) == 4
@@ -118,7 +100,7 @@ def test_standard_output_is_the_default(
     assert captured.err == ""  # no progress line when stderr is not a terminal
 
 
-def test_jsonl_by_name_with_an_id_kept(model_path: Path, tmp_path: Path) -> None:
+def test_jsonl_by_name_with_an_id_kept(trained_model: Path, tmp_path: Path) -> None:
     source = tmp_path / "flowers.jsonl"
     flowers = [
         {"id": "a", "SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1},
@@ -126,7 +108,7 @@ def test_jsonl_by_name_with_an_id_kept(model_path: Path, tmp_path: Path) -> None
     ]
     source.write_text("\n".join(json.dumps(f) for f in flowers) + "\n")
     out = tmp_path / "scores.jsonl"
-    assert run(str(model_path), "-i", str(source), "-o", str(out), "--keep", "id") == EXIT_OK
+    assert run(str(trained_model), "-i", str(source), "-o", str(out), "--keep", "id") == EXIT_OK
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [list(line) for line in lines] == [["id", "PredictedLabel", "Score"]] * 2
     assert [(line["id"], line["PredictedLabel"]) for line in lines] == [
@@ -136,36 +118,36 @@ def test_jsonl_by_name_with_an_id_kept(model_path: Path, tmp_path: Path) -> None
     assert len(lines[0]["Score"]) == 3 and abs(sum(lines[0]["Score"]) - 1) < 1e-9
 
     as_csv = tmp_path / "scores.csv"
-    assert run(str(model_path), "-i", str(source), "-o", str(as_csv), "--keep", "id") == EXIT_OK
+    assert run(str(trained_model), "-i", str(source), "-o", str(as_csv), "--keep", "id") == EXIT_OK
     header, *rows = list(csv.reader(as_csv.open(newline="")))
     assert header == ["id", *HEADER.split(",")]
     assert [r[:2] for r in rows] == [["a", "Iris-virginica"], ["2", "Iris-setosa"]]
 
 
-def test_csv_to_jsonl_keeps_the_label_for_evaluation(model_path: Path, tmp_path: Path) -> None:
+def test_csv_to_jsonl_keeps_the_label_for_evaluation(trained_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.jsonl"
-    code = run(str(model_path), "-i", str(IRIS), "-o", str(out), "--keep", "Label")
+    code = run(str(trained_model), "-i", str(IRIS), "-o", str(out), "--keep", "Label")
     assert code == EXIT_OK
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 150
     accuracy = sum(line["Label"] == line["PredictedLabel"] for line in lines) / len(lines)
-    recorded = read_model(model_path).manifest["training"]["metrics"]["micro_accuracy"]
+    recorded = read_model(trained_model).manifest["training"]["metrics"]["micro_accuracy"]
     assert accuracy == pytest.approx(recorded)  # the manifest's figure, on the same data
 
 
-def test_tsv_with_a_header_and_gzip_both_ways(model_path: Path, tmp_path: Path) -> None:
+def test_tsv_with_a_header_and_gzip_both_ways(trained_model: Path, tmp_path: Path) -> None:
     source = tmp_path / "flowers.tsv.gz"
     rows = iris_rows()[:20]
     text = "sl\tsw\tpl\tpw\tlabel\n" + "".join("\t".join(r) + "\n" for r in rows)
     source.write_bytes(gzip.compress(text.encode()))
     out = tmp_path / "scores.jsonl.gz"
-    assert run(str(model_path), "-i", str(source), "-o", str(out), "--header") == EXIT_OK
+    assert run(str(trained_model), "-i", str(source), "-o", str(out), "--header") == EXIT_OK
     lines = gzip.decompress(out.read_bytes()).decode().splitlines()
     assert len(lines) == 20
     plain = tmp_path / "plain.csv"
     plain.write_text("".join(",".join(r) + "\n" for r in rows))
     reference = tmp_path / "reference.jsonl"
-    assert run(str(model_path), "-i", str(plain), "-o", str(reference)) == EXIT_OK
+    assert run(str(trained_model), "-i", str(plain), "-o", str(reference)) == EXIT_OK
     assert lines == reference.read_text().splitlines()
 
 
@@ -194,12 +176,12 @@ def write_with_bad_rows(path: Path, bad_every: int, rows: int) -> list[int]:
 
 
 def test_a_bad_row_fails_the_run_with_its_line_and_column(
-    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = tmp_path / "flowers.csv"
     write_with_bad_rows(source, bad_every=37, rows=100)
     out = tmp_path / "scores.csv"
-    code = run(str(model_path), "-i", str(source), "-o", str(out), "--chunk-size", "10")
+    code = run(str(trained_model), "-i", str(source), "-o", str(out), "--chunk-size", "10")
     assert code == EXIT_FAILURE
     err = capsys.readouterr().err.strip()
     assert err == (
@@ -220,14 +202,14 @@ def test_the_first_bad_line_is_reported_whatever_column_fails(
 
 
 def test_skipped_rows_are_reported_capped_and_left_out(
-    model_path: Path, model: LoadedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_model: Path, model: LoadedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = tmp_path / "flowers.csv"
     bad_lines = write_with_bad_rows(source, bad_every=9, rows=300)
     assert len(bad_lines) > MAX_REPORTED
     out = tmp_path / "scores.csv"
     code = run(
-        str(model_path), "-i", str(source), "-o", str(out), "--on-error", "skip",
+        str(trained_model), "-i", str(source), "-o", str(out), "--on-error", "skip",
         "--chunk-size", "25", "--keep", "Label",
     )  # fmt: skip
     assert code == EXIT_OK
@@ -298,7 +280,7 @@ def test_bad_jsonl_lines_say_why_without_echoing_values(model: LoadedModel, tmp_
     ],
 )
 def test_usage_errors_exit_2_with_one_line(
-    model_path: Path,
+    trained_model: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
@@ -312,15 +294,15 @@ def test_usage_errors_exit_2_with_one_line(
         "iris": str(IRIS),
         "existing": str(tmp_path / "existing.csv"),
     }
-    assert run(str(model_path), *[a.format(**names) for a in argv]) == EXIT_USAGE
+    assert run(str(trained_model), *[a.format(**names) for a in argv]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_overwrite_replaces_an_existing_output(model_path: Path, tmp_path: Path) -> None:
+def test_overwrite_replaces_an_existing_output(trained_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
     out.write_text("old\n")
-    assert run(str(model_path), "-i", str(IRIS), "-o", str(out), "--overwrite") == EXIT_OK
+    assert run(str(trained_model), "-i", str(IRIS), "-o", str(out), "--overwrite") == EXIT_OK
     assert out.read_text().startswith(HEADER + "\n")
 
 
@@ -347,25 +329,25 @@ def split_iris(folder: Path, parts: int = 3) -> list[Path]:
     return paths
 
 
-def test_a_glob_into_one_file_equals_the_whole_file(model_path: Path, tmp_path: Path) -> None:
+def test_a_glob_into_one_file_equals_the_whole_file(trained_model: Path, tmp_path: Path) -> None:
     split_iris(tmp_path / "in")
     whole, joined = tmp_path / "whole.csv", tmp_path / "joined.csv"
-    assert run(str(model_path), "-i", str(IRIS), "-o", str(whole)) == EXIT_OK
-    assert run(str(model_path), "-i", str(tmp_path / "in" / "*.csv"), "-o", str(joined)) == 0
+    assert run(str(trained_model), "-i", str(IRIS), "-o", str(whole)) == EXIT_OK
+    assert run(str(trained_model), "-i", str(tmp_path / "in" / "*.csv"), "-o", str(joined)) == 0
     assert joined.read_bytes() == whole.read_bytes()
 
 
-def test_a_folder_into_part_files(model_path: Path, tmp_path: Path) -> None:
+def test_a_folder_into_part_files(trained_model: Path, tmp_path: Path) -> None:
     split_iris(tmp_path / "in")
     out = tmp_path / "out"
-    assert run(str(model_path), "-i", str(tmp_path / "in"), "-o", f"{out}/") == EXIT_OK
+    assert run(str(trained_model), "-i", str(tmp_path / "in"), "-o", f"{out}/") == EXIT_OK
     parts = sorted(out.iterdir())
     assert [p.name for p in parts] == ["part-00000.csv", "part-00001.csv", "part-00002.csv"]
     whole = tmp_path / "whole.csv"
-    assert run(str(model_path), "-i", str(IRIS), "-o", str(whole)) == EXIT_OK
+    assert run(str(trained_model), "-i", str(IRIS), "-o", str(whole)) == EXIT_OK
     body = [line for p in parts for line in p.read_text().splitlines()[1:]]
     assert body == whole.read_text().splitlines()[1:]
-    assert run(str(model_path), "-i", str(tmp_path / "in"), "-o", f"{out}/") == EXIT_USAGE
+    assert run(str(trained_model), "-i", str(tmp_path / "in"), "-o", f"{out}/") == EXIT_USAGE
 
 
 # -- streaming ------------------------------------------------------------------------------------
@@ -437,17 +419,17 @@ def test_options_are_checked_when_built() -> None:
 
 
 def test_reads_and_writes_blob_storage(
-    model_path: Path, azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
+    trained_model: Path, azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
 ) -> None:
     name = blob_container.container_name
     blob_container.upload_blob("in/iris.csv", IRIS.read_bytes())
-    blob_container.upload_blob("models/model.zip", model_path.read_bytes())
+    blob_container.upload_blob("models/model.zip", trained_model.read_bytes())
     code = run(
         f"az://{name}/models/model.zip", "-i", f"az://{name}/in/iris.csv",
         "-o", f"az://{name}/out/scores.jsonl", "--connection", azurite.connection_string,
     )  # fmt: skip
     assert code == EXIT_OK
     local = tmp_path / "scores.jsonl"
-    assert run(str(model_path), "-i", str(IRIS), "-o", str(local)) == EXIT_OK
+    assert run(str(trained_model), "-i", str(IRIS), "-o", str(local)) == EXIT_OK
     written = blob_container.download_blob("out/scores.jsonl").readall()
     assert written == local.read_bytes()

@@ -7,7 +7,6 @@ in Blob Storage live in Azurite.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import pytest
 
 from azurite import Azurite
 from servefn import Schema, column
@@ -52,22 +49,6 @@ def findings(result: subprocess.CompletedProcess[str]) -> list[str]:
     lines = result.stdout.splitlines()
     assert lines and all(line.split(": ", 1)[0] in ("ok", "warn", "fail") for line in lines)
     return lines
-
-
-@pytest.fixture(scope="module")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    spec = importlib.util.spec_from_file_location("iris_train_cli_check", EXAMPLE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    path = tmp_path_factory.mktemp("trained") / "model.zip"
-    module.train(path)
-    return path
 
 
 def make_app(folder: Path, model: Path | None, settings: dict[str, str] | None = None) -> Path:

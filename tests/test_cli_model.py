@@ -7,7 +7,6 @@ Blob Storage (Azurite) for blob:// and az:// (adlfs) locations, SAS URLs and eta
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -56,22 +55,6 @@ def failed(result: subprocess.CompletedProcess[str], code: int, *fragments: str)
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
-
-
-@pytest.fixture(scope="module")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    spec = importlib.util.spec_from_file_location("iris_train_cli_model", EXAMPLE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    path = tmp_path_factory.mktemp("trained") / "model.zip"
-    module.train(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ flower and must show ``Iris-virginica``. The screenshot goes to ``test-artifacts
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -54,22 +53,6 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    spec = importlib.util.spec_from_file_location("iris_train_docs_page", EXAMPLE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    path = tmp_path_factory.mktemp("trained") / "model.zip"
-    module.train(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ for the Blob Storage variant.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from azurite import Azurite, free_port
+from iris import import_file
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -31,26 +31,6 @@ EXAMPLE = ROOT / "examples" / "iris"
 APP_FILES = ("function_app.py", "schema.py", "host.json")
 FLOWER = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1}
 SETOSA = {"SepalLength": 5.1, "SepalWidth": 3.5, "PetalLength": 1.4, "PetalWidth": 0.2}
-
-
-def _import(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
-
-
-@pytest.fixture(scope="session")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    path = tmp_path_factory.mktemp("trained") / "model.zip"
-    _import(EXAMPLE / "train.py", "iris_train").train(path)
-    return path
 
 
 def make_app(folder: Path, model: Path | None, settings: dict[str, str] | None = None) -> Path:
@@ -203,7 +183,7 @@ def test_no_model_yet_is_503_with_retry_after(tmp_path: Path) -> None:
 
 def test_function_app_indexes_as_the_worker_expects(trained_model: Path, tmp_path: Path) -> None:
     app_dir = make_app(tmp_path / "indexed", trained_model)
-    module = _import(app_dir / "function_app.py", "iris_function_app_indexed")
+    module = import_file(app_dir / "function_app.py", "iris_function_app_indexed")
     functions = {f.get_function_name(): f for f in module.app.get_functions()}
     bindings = [json.loads(b) for b in functions["predict"].get_raw_bindings()]
     trigger = next(b for b in bindings if b["type"] == "httpTrigger")

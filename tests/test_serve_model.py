@@ -7,7 +7,6 @@ az:// (adlfs) models.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -36,22 +35,6 @@ SETOSA = {"SepalLength": 5.1, "SepalWidth": 3.5, "PetalLength": 1.4, "PetalWidth
 def servefn_command() -> list[str]:
     script = Path(sys.executable).with_name("servefn")
     return [str(script)] if script.exists() else [sys.executable, "-m", "servefn"]
-
-
-@pytest.fixture(scope="module")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.zip made by the example's own training code."""
-    spec = importlib.util.spec_from_file_location("iris_train_serve_model", EXAMPLE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    path = tmp_path_factory.mktemp("trained") / "model.zip"
-    module.train(path)
-    return path
 
 
 class Served:

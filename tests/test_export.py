@@ -60,6 +60,10 @@ def test_exported_predictions_and_scores_match_sklearn(
         expected = expected.reshape(len(X_new), -1)
     np.testing.assert_allclose(out["Score"], expected, atol=1e-6, rtol=0)
     assert exported.classes.tolist() == pipeline.classes_.tolist()
+    for i in range(20):  # one row at a time takes the plain-Python path: same answers
+        one = exported.predict(X_new[i : i + 1])
+        assert list(one["PredictedLabel"]) == [out["PredictedLabel"][i]]
+        np.testing.assert_allclose(one["Score"], out["Score"][i : i + 1], rtol=1e-12, atol=1e-15)
 
 
 def test_unsupported_steps_are_named() -> None:

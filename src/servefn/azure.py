@@ -132,9 +132,12 @@ def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
 
 def to_request(req: func.HttpRequest) -> Request:
     """``func.HttpRequest`` -> :class:`~servefn.http.Request`, without copying headers."""
-    return Request(  # azure's headers mapping is already case-insensitive
-        method=req.method, body=req.get_body(), headers=req.headers, query=req.params
-    )
+    # azure.functions keeps the headers in a plain dict with lower-case names; use it when
+    # present (Mapping.get on the wrapper costs an exception per missing header).
+    headers = getattr(req.headers, "__http_headers__", None)
+    if not isinstance(headers, dict):
+        headers = {k.lower(): v for k, v in req.headers.items()}
+    return Request(method=req.method, body=req.get_body(), headers=headers, query=req.params)
 
 
 def to_response(response: Response) -> func.HttpResponse:

@@ -256,7 +256,8 @@ class FunctionsAsgiApp:
     async def _read_body(self, content_length: str | None, receive: Receive) -> bytes:
         """Read the whole body, refusing early when it is (or is declared to be) too large."""
         declared = (content_length or "").strip()
-        if declared.isdigit() and int(declared) > self._max_body_size:
+        # isascii: str.isdigit() also accepts digits such as '²' that int() refuses
+        if declared.isascii() and declared.isdigit() and int(declared) > self._max_body_size:
             raise _BodyTooLarge
         chunks: list[bytes] = []
         size = 0

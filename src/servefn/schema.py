@@ -158,6 +158,7 @@ class Schema(BaseModel):
     __servefn_columns__: ClassVar[tuple[Column, ...]] = ()
     __servefn_features__: ClassVar[tuple[Column, ...]] = ()
     __servefn_feature_names__: ClassVar[tuple[str, ...]] = ()
+    __servefn_output_names__: ClassVar[tuple[str, ...]] = ()
     __servefn_getter__: ClassVar[Callable[[Any], Sequence[Any]]]
 
     @classmethod
@@ -173,6 +174,7 @@ class Schema(BaseModel):
         cls.__servefn_columns__ = columns
         cls.__servefn_features__ = features
         cls.__servefn_feature_names__ = tuple(names)
+        cls.__servefn_output_names__ = tuple(c.name for c in columns if c.role != "ignore")
         fields = [c.field for c in features]
         cls.__servefn_getter__ = staticmethod(
             attrgetter(*fields) if len(fields) > 1 else lambda r: [getattr(r, f) for f in fields]
@@ -246,7 +248,7 @@ class Schema(BaseModel):
     @classmethod
     def records_from_arrays(cls, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Predictor outputs (wire name -> array, one entry per row) -> JSON-ready dicts."""
-        names = [c.name for c in cls.__servefn_columns__ if c.role != "ignore"]
+        names = cls.__servefn_output_names__
         missing = [n for n in names if n not in outputs]
         if missing:
             raise SchemaError(
@@ -254,7 +256,7 @@ class Schema(BaseModel):
                 f"it produces {sorted(outputs)}"
             )
         lists = [_to_list(outputs[n]) for n in names]
-        return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
+        return [dict(zip(names, values)) for values in zip(*lists, strict=True)]  # noqa: B905
 
     @classmethod
     def from_arrays(cls, outputs: Mapping[str, Any]) -> list[Schema]:

@@ -7,12 +7,14 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 __all__ = [
     "Fetched",
     "ModelLoader",
     "RedactingFilter",
     "describe_error",
+    "display_connection",
     "redact",
     "redact_logger",
     "require",
@@ -57,8 +59,9 @@ _SECRET_NAMES = (
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # user:password@host in any URL
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@"), rf"\g<1>{_MASK}@"),
-    # AccountKey=...; SharedAccessSignature=sv=..&sig=..;  (value runs to ';' or whitespace)
-    (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^;\s'\"]+"), rf"\g<1>={_MASK}"),
+    # AccountKey=...; SharedAccessSignature=sv=..&sig=..; also "AccountKey = ..." (value runs
+    # to ';', a quote or whitespace)
+    (re.compile(rf"(?i)\b({_SECRET_NAMES})\s*=\s*[^;\s'\"]+"), rf"\g<1>={_MASK}"),
     # "account_key": "...", 'client_secret': '...', password: "..."
     (
         re.compile(rf"(?i)(['\"]?\b(?:{_SECRET_NAMES})['\"]?\s*:\s*['\"])[^'\"]*"),
@@ -84,6 +87,25 @@ def redact(text: str) -> str:
     """
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    return text
+
+
+def display_connection(connection: str) -> str:
+    """How to show a loader's ``connection`` argument: a setting name as given; a literal
+    connection string or account URL reduced to what cannot be a credential.
+
+    Masking by pattern (:func:`redact`) cannot know every field a pasted connection string may
+    carry a key in, so a literal one is never shown at all.
+    """
+    text = connection.strip()
+    if text.lower().startswith(("http://", "https://")):
+        if "@" in text:  # user info, whose password may even hold a "/": show none of it
+            return "<account URL with user info>"
+        parts = urlsplit(text)
+        query = "?<SAS token>" if parts.query else ""
+        return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
+    if "=" in text:
+        return "<connection string>"
     return text
 
 

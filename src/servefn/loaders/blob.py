@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from servefn.errors import LoaderError
 
-from .base import Fetched, describe_error, redact, redact_logger, require
+from .base import Fetched, describe_error, display_connection, redact, redact_logger, require
 from .connection import AZURE_EXTRA, AzureConnection, resolve_connection
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class BlobLoader:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"BlobLoader({self.uri!r}, connection={redact(self._connection)!r})"
+        return f"BlobLoader({self.uri!r}, connection={display_connection(self._connection)!r})"
 
     @property
     def account(self) -> AzureConnection:

@@ -24,7 +24,7 @@ from fsspec.registry import registry as imported_implementations
 
 from servefn.errors import LoaderError
 
-from .base import Fetched, describe_error, redact, require
+from .base import Fetched, describe_error, display_connection, redact, require
 from .connection import AZURE_EXTRA, resolve_connection
 
 __all__ = ["FsspecLoader"]
@@ -88,7 +88,7 @@ class FsspecLoader:
     def __repr__(self) -> str:
         extra = ""
         if self._connection is not None:
-            extra += f", connection={redact(self._connection)!r}"
+            extra += f", connection={display_connection(self._connection)!r}"
         if self._options:
             extra += f", storage_options={sorted(self._options)}"
         return f"FsspecLoader({self.uri!r}{extra})"

@@ -12,8 +12,9 @@ from numpy.typing import NDArray
 
 __all__ = ["LoadOptions", "Outputs", "Payload", "Predictor"]
 
-Outputs = dict[str, np.ndarray]
-"""Output column (wire name) -> one value per input row."""
+Outputs = dict[str, Any]
+"""Output column (wire name) -> one value per input row: a numpy array, or a list (a
+single-row answer may come as plain Python values, which is what serialising needs)."""
 
 
 class Payload:

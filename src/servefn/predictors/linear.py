@@ -7,6 +7,7 @@ prediction is one matrix product. Serving needs neither scikit-learn nor pickle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -29,6 +30,7 @@ ScoreKind = Literal["softmax", "logistic", "ovr", "decision"]
 """
 _SCORE_KINDS: tuple[str, ...] = ("softmax", "logistic", "ovr", "decision")
 _MAX_WEIGHT_BYTES = 1 << 30
+_SMALL_MODEL = 256  # weights; above this even one row is faster through numpy
 
 
 class LinearClassifier(Predictor):
@@ -75,6 +77,11 @@ class LinearClassifier(Predictor):
         self.classes = np.asarray(classes)
         self.score = score
         self._binary = binary
+        # One row of a small model is cheaper in plain Python than in a dozen numpy calls.
+        small = W.size <= _SMALL_MODEL
+        self._row_weights: list[list[float]] | None = W.T.tolist() if small else None
+        self._row_bias: list[float] = b.tolist()
+        self._class_list: list[Any] = self.classes.tolist()
 
     @property
     def n_features(self) -> int:
@@ -92,10 +99,23 @@ class LinearClassifier(Predictor):
         return z
 
     def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
+        if X.shape[0] == 1 and self._row_weights is not None and X.shape[1] == self.n_features:
+            return self._predict_one(X[0].tolist())
         z = self.decision_function(X)
         # binary: z > 0 picks classes[1]; multiclass: the first maximum wins, as ML.NET's ArgMax
         index = (z[:, 0] > 0).astype(np.intp) if self._binary else np.argmax(z, axis=1)
         return {"PredictedLabel": self.classes[index], "Score": _scores(z, self.score)}
+
+    def _predict_one(self, x: list[float]) -> Outputs:
+        """:meth:`predict` for a single row, in Python floats (same maths, same tie rule)."""
+        assert self._row_weights is not None
+        z = [  # shapes were checked by the caller and at construction
+            sum([a * w for a, w in zip(x, column)], bias)  # noqa: B905
+            for column, bias in zip(self._row_weights, self._row_bias)  # noqa: B905
+        ]
+        index = int(z[0] > 0) if self._binary else z.index(max(z))
+        label = self._class_list[index]
+        return {"PredictedLabel": [label], "Score": [_row_scores(z, self.score)]}
 
     def to_payload(self) -> Payload:
         return Payload(
@@ -139,6 +159,28 @@ def _scores(z: NDArray[np.float64], kind: str) -> NDArray[np.float64]:
         p /= total[:, None]
         return p
     return z
+
+
+def _row_scores(z: list[float], kind: str) -> list[float]:
+    """:func:`_scores` for one row of Python floats."""
+    if kind == "softmax":
+        top = max(z)
+        e = [math.exp(v - top) for v in z]
+        total = sum(e)
+        return [v / total for v in e]
+    if kind == "logistic":
+        positive = _row_sigmoid(z[0])
+        return [1.0 - positive, positive]
+    if kind == "ovr":
+        each = [_row_sigmoid(v) for v in z]
+        total = sum(each)
+        return [v / total for v in each] if total > 0 else [1.0 / len(each)] * len(each)
+    return z
+
+
+def _row_sigmoid(v: float) -> float:
+    e = math.exp(-abs(v))
+    return 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
 
 
 def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:

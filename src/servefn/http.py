@@ -17,7 +17,6 @@ Azure Functions, the local host and any other server adapt their request objects
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import inspect
 import logging
@@ -146,6 +145,8 @@ class Endpoint:
     async def handle_async(self, request: Request) -> Response:
         """Answer one request, awaiting an async handler; the first model load runs in a thread."""
         try:
+            import asyncio  # only async apps pay for importing it
+
             model, parsed = await asyncio.to_thread(self._prepare, request)
             outputs = await self._run_async(model, parsed)
             return self._encode(request, model, parsed, outputs)

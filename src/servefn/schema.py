@@ -256,6 +256,9 @@ class Schema(BaseModel):
                 f"it produces {sorted(outputs)}"
             )
         lists = [_to_list(outputs[n]) for n in names]
+        if len(names) == 2:  # the usual label + scores: a dict display is 3x faster than dict()
+            first, second = names
+            return [{first: a, second: b} for a, b in zip(*lists, strict=True)]
         return [dict(zip(names, values)) for values in zip(*lists, strict=True)]  # noqa: B905
 
     @classmethod

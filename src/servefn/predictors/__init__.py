@@ -8,7 +8,6 @@ point in the ``servefn.predictors`` group (``kind = "package.module:Class"``).
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from types import MappingProxyType
 
 from ..errors import PredictorError
@@ -49,6 +48,8 @@ def register_predictor(
 def predictor_class(kind: str) -> type[Predictor]:
     """The predictor class for a manifest ``kind``, importing it on first use."""
     if kind not in _KNOWN:
+        from importlib.metadata import entry_points  # only for kinds not built in
+
         for ep in entry_points(group=_ENTRY_POINT_GROUP):
             if ep.name == kind:
                 _KNOWN[kind] = (ep.value, None)

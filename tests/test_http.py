@@ -375,3 +375,25 @@ def test_sklearn_models_need_their_types_trusted_by_the_endpoint(tmp_path: Path)
     trusting = make_handler(path, trusted=["sklearn.tree._tree.Tree"])
     answer = json.loads(call(trusting, body=SETOSA, headers=JSON_HEADERS).get_body())
     assert answer["PredictedLabel"] == "Iris-setosa"
+
+
+def test_large_batches_pause_the_collector_and_restore_it(model_path: Path) -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    @serve_http(Flower, Answer, model=str(model_path))
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        seen.append(gc.isenabled())
+        return model.predict(inputs)
+
+    assert gc.isenabled()
+    call(predict, body=[ONE] * 2000, headers=JSON_HEADERS)  # over 64 KB
+    call(predict, body=ONE, headers=JSON_HEADERS)
+    assert seen == [False, True] and gc.isenabled()
+    gc.disable()
+    try:
+        call(predict, body=[ONE] * 2000, headers=JSON_HEADERS)
+        assert not gc.isenabled()  # an app that turned it off keeps it off
+    finally:
+        gc.enable()

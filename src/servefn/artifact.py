@@ -78,7 +78,7 @@ class LoadedModel:
             isinstance(first, type)
             and issubclass(first, Schema)
             and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
-            and all(type(r) is first for r in records)
+            and (len(records) == 1 or all(type(r) is first for r in records))
         ):
             matrix = first.to_matrix(records, self.predictor.dtype)  # type: ignore[arg-type]
         else:

@@ -31,6 +31,7 @@ from .http import (
     ModelProvider,
     Request,
     Response,
+    log_bodies_from_environment,
 )
 from .loaders import ModelLoader, ModelSource, loader_for
 from .predictors import Predictor
@@ -56,6 +57,7 @@ def serve_http(
     allow_pickle: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
+    log_bodies: bool | None = None,
 ) -> Callable[[Any], Callable[..., Any]]:
     """Decorate a handler or a Predictor so it answers Azure Functions HTTP requests.
 
@@ -66,7 +68,12 @@ def serve_http(
     ``warm=True``), and checked for a new version at most every ``refresh_after`` seconds.
     ``trusted`` names extra types a scikit-learn (skops) model may contain; ``allow_pickle``
     admits a model saved with pickle. Both are off by default: a model file never runs code.
+
+    Request bodies, and exception messages that may quote them, are never logged unless
+    ``log_bodies=True`` (default: the app setting ``SERVEFN_LOG_BODIES=1``), a debugging switch
+    that also needs the ``servefn.http`` logger at DEBUG.
     """
+    body_logging = log_bodies_from_environment() if log_bodies is None else log_bodies
 
     def decorate(target: Any) -> Callable[..., Any]:
         is_predictor = isinstance(target, Predictor) or (
@@ -105,6 +112,7 @@ def serve_http(
             name=name,
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
+            log_bodies=body_logging,
         )
         wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
         wrapper.__name__ = wrapper.__qualname__ = name

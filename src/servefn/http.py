@@ -20,13 +20,16 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
+import os
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
+import jiter
 import numpy as np
 import pydantic_core
 from pydantic import Field, TypeAdapter, ValidationError
@@ -41,6 +44,7 @@ from .schema import Schema
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_BODY_BYTES",
+    "FEATURE_LIMIT",
     "Endpoint",
     "Handler",
     "ModelProvider",
@@ -52,6 +56,12 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 10_000
 JSON = "application/json"
 _ALLOWED_METHODS = ("GET", "POST")
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"})
+FEATURE_LIMIT = float(np.finfo(np.float32).max)
+"""Largest feature magnitude accepted: features are float32 values (ML.NET's R4)."""
+_LOG_BODIES_SETTING = "SERVEFN_LOG_BODIES"
+_MAX_LOC_TEXT = 64
+_LOGGED_BODY_BYTES = 4096
 _IGNORED_QUERY = frozenset({"code"})  # the Functions key travels as ?code=...
 logger = logging.getLogger("servefn.http")
 
@@ -95,6 +105,8 @@ class _Parsed:
     shape: str  # "one" | "many" | "instances"
     records: list[Schema] | None = None
     matrix: np.ndarray | None = None
+    loc: tuple[str | int, ...] = ()
+    """Where the rows are in the request, for error locations (``("query",)`` for GET)."""
 
 
 class Endpoint:
@@ -116,6 +128,7 @@ class Endpoint:
         name: str = "predict",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_batch: int = DEFAULT_MAX_BATCH,
+        log_bodies: bool = False,
     ) -> None:
         self.input_schema = input_schema
         self.output_schema = output_schema
@@ -124,12 +137,18 @@ class Endpoint:
         self.name = name
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
+        self.log_bodies = log_bodies
+        self._numeric_features = all(c.kind != "str" for c in input_schema.feature_columns())
         self.is_async = handler is not None and inspect.iscoroutinefunction(handler)
         self._one = TypeAdapter(input_schema)
         batch: Any = Annotated[list[input_schema], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
         self._many: TypeAdapter[list[Schema]] = TypeAdapter(batch)
         self._output_names = [c.name for c in output_schema.columns() if c.role != "ignore"]
         self._checked_versions: set[str] = set()
+        # The imported modules live as long as the worker: take them out of the cyclic
+        # collector's scans, which otherwise slow a 10,000-row request by up to 2x. Not the
+        # model: one frozen after it loads is never freed once a newer version replaces it.
+        gc.freeze()
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -139,11 +158,14 @@ class Endpoint:
             with _collector_paused(len(request.body) > _LARGE_BODY):
                 model, parsed = self._prepare(request)
                 outputs = self._run_sync(model, parsed)
-                return self._encode(request, model, parsed, outputs)
+                response = self._encode(request, model, parsed, outputs)
         except Problem as problem:
-            return _problem_response(problem)
+            response = _problem_response(problem)
         except Exception as exc:
-            return _problem_response(_internal_error(exc, self.name))
+            response = _problem_response(self._internal_error(exc))
+        if self.log_bodies:
+            self._log_exchange(request, response)
+        return response
 
     async def handle_async(self, request: Request) -> Response:
         """Answer one request, awaiting an async handler; the first model load runs in a thread."""
@@ -152,11 +174,14 @@ class Endpoint:
 
             model, parsed = await asyncio.to_thread(self._prepare, request)
             outputs = await self._run_async(model, parsed)
-            return self._encode(request, model, parsed, outputs)
+            response = self._encode(request, model, parsed, outputs)
         except Problem as problem:
-            return _problem_response(problem)
+            response = _problem_response(problem)
         except Exception as exc:
-            return _problem_response(_internal_error(exc, self.name))
+            response = _problem_response(self._internal_error(exc))
+        if self.log_bodies:
+            self._log_exchange(request, response)
+        return response
 
     def health(self) -> Response:
         """Model state for probes and people: 200 when a model is loaded, 503 otherwise."""
@@ -170,13 +195,68 @@ class Endpoint:
     def _prepare(self, request: Request) -> tuple[LoadedModel, _Parsed]:
         method = request.method.upper()
         if method not in _ALLOWED_METHODS:
+            shown = method if method in _KNOWN_METHODS else "This method"
             raise Problem(
                 405,
-                f"{method} is not supported here; use GET with query parameters or POST a body",
+                f"{shown} is not supported here; use GET with query parameters or POST a body",
                 headers={"Allow": ", ".join(_ALLOWED_METHODS)},
             )
         parsed = self._parse_query(request) if method == "GET" else self._parse_body(request)
-        return self._model(), parsed
+        model = self._model()
+        return model, self._with_matrix(parsed, model.predictor.dtype)
+
+    def _with_matrix(self, parsed: _Parsed, dtype: Any) -> _Parsed:
+        """Build the feature matrix once and refuse values no float32 feature can hold.
+
+        Larger values overflow inside a model into NaN or infinite scores, which are not JSON.
+        With a handler, the matrix is built for this check only; text features are left to it.
+        """
+        if parsed.matrix is None and not self._numeric_features:
+            return parsed
+        records = parsed.records or []
+        try:
+            matrix = (
+                parsed.matrix
+                if parsed.matrix is not None
+                else self.input_schema.to_matrix(records, dtype)
+            )
+        except OverflowError:  # an integer too large for any float
+            self._refuse_out_of_range(parsed, self._places_over_limit(records))
+            raise
+        if not np.abs(matrix).max(initial=0.0) <= FEATURE_LIMIT:  # NaN compares False: caught
+            bad = ~(np.abs(matrix) <= FEATURE_LIMIT)
+            names = self.input_schema.feature_names()
+            places = [(int(row), names[int(col)]) for row, col in np.argwhere(bad)[:100]]
+            self._refuse_out_of_range(parsed, places)
+        return _Parsed(parsed.shape, parsed.records, matrix, parsed.loc)
+
+    def _places_over_limit(self, records: list[Schema]) -> list[tuple[int, str]]:
+        """(row, column) of each value beyond the limit, found one by one (an error path)."""
+        found = []
+        for row, record in enumerate(records):
+            for column in self.input_schema.feature_columns():
+                value = getattr(record, column.field)
+                values = value if isinstance(value, list) else [value]
+                if any(abs(v) > FEATURE_LIMIT for v in values):
+                    found.append((row, column.name))
+        return found[:100]
+
+    def _refuse_out_of_range(self, parsed: _Parsed, places: list[tuple[int, str]]) -> None:
+        if not places:
+            return
+        rows = parsed.shape != "one"
+        raise Problem(
+            422,
+            f"{len(places)} value(s) out of the float32 range; see errors",
+            errors=[
+                {
+                    "type": "out_of_range",
+                    "loc": [*parsed.loc, *([row] if rows else []), name],
+                    "msg": f"Input should be a finite number within +/-{FEATURE_LIMIT:.7g}",
+                }
+                for row, name in places
+            ],
+        )
 
     def _model(self) -> LoadedModel:
         try:
@@ -206,16 +286,13 @@ class Endpoint:
             )
             raise Problem(503, "the loaded model does not fit this endpoint's input schema")
         self._checked_versions.add(model.version)
-        # The model and the imported modules live as long as the worker: take them out of the
-        # cyclic collector's scans, which otherwise slow a 10,000-row request by up to 2x.
-        gc.freeze()
 
     def _parse_body(self, request: Request) -> _Parsed:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise self._too_large(int(declared))
+        declared = request.headers.get("content-length") or ""
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large()
         if len(request.body) > self.max_body_bytes:
-            raise self._too_large(len(request.body))
+            raise self._too_large()
         content_type = request.headers.get("content-type", "")
         if content_type == JSON:  # the common case, without parsing parameters
             return self._parse_json(request.body)
@@ -230,34 +307,24 @@ class Endpoint:
             + ("; the Content-Type header is missing" if not media else ""),
         )
 
-    def _too_large(self, size: int) -> Problem:
+    def _too_large(self) -> Problem:
         return Problem(
             413,
-            f"the body is {size} bytes; the limit is {self.max_body_bytes}. Send fewer rows per "
-            "request",
+            f"the body is too large; the limit is {self.max_body_bytes} bytes. Send fewer rows "
+            "per request",
         )
 
     def _parse_json(self, body: bytes) -> _Parsed:
-        head = body[:64].lstrip()[:1]
-        try:  # the common shapes are parsed and validated in one pass
-            if head == b"{" and b'"instances"' not in body:
-                return _Parsed("one", [self._one.validate_json(body, by_name=False)])
-            if head == b"[":
-                return _Parsed("many", self._many.validate_json(body, by_name=False))
-        except ValidationError as exc:
-            raise self._json_problem(exc, ()) from None
-        try:
-            document = pydantic_core.from_json(body)
-        except ValueError as exc:  # its message names the position, never the content
-            reason = str(exc).split("\n", 1)[0][:200]
-            raise Problem(400, f"the body is not valid JSON: {reason}") from None
+        try:  # jiter is the parser pydantic uses; here it also refuses duplicate keys
+            document = jiter.from_json(body, catch_duplicate_keys=True)
+        except ValueError as exc:
+            raise Problem(400, f"the body is not valid JSON: {_json_reason(exc)}") from None
         if isinstance(document, list):
             return _Parsed("many", self._validate_many(document, ()))
         if isinstance(document, dict):
             if "instances" in document and self._is_instances(document):
-                return _Parsed(
-                    "instances", self._validate_many(document["instances"], ("instances",))
-                )
+                records = self._validate_many(document["instances"], ("instances",))
+                return _Parsed("instances", records, loc=("instances",))
             return _Parsed("one", [self._validate_one(document, ())])
         raise Problem(
             422,
@@ -284,11 +351,8 @@ class Endpoint:
         return records
 
     def _json_problem(self, exc: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
-        """400 for a body that is not JSON, 413/422 for a batch too large/empty, else 422."""
+        """413/422 for a batch too large/empty, else 422 with the field paths."""
         first = exc.errors(include_input=False, include_url=False)[0]
-        if first["type"] == "json_invalid":
-            reason = str(first.get("ctx", {}).get("error", "malformed"))[:200]
-            return Problem(400, f"the body is not valid JSON: {reason}")
         if first["type"] == "too_long" and first["loc"] == ():
             return Problem(
                 413,
@@ -328,7 +392,9 @@ class Endpoint:
         except SchemaError as exc:
             raise Problem(422, str(exc)) from None
         if self.handler is None:
-            return _Parsed("many", matrix=self.input_schema.table_to_matrix(table))
+            with np.errstate(over="ignore"):  # an overflow is inf, refused as out of range
+                matrix = self.input_schema.table_to_matrix(table)
+            return _Parsed("many", matrix=matrix)
         columns = list(table)
         rows_as_dicts = [
             dict(zip(columns, values, strict=True)) for values in zip(*table.values(), strict=True)
@@ -346,7 +412,7 @@ class Endpoint:
             record = self._one.validate_python(document, by_name=False, strict=False)
         except ValidationError as exc:
             raise _validation_problem(exc, ("query",)) from None
-        return _Parsed("one", [record])
+        return _Parsed("one", [record], loc=("query",))
 
     def _run_sync(self, model: LoadedModel, parsed: _Parsed) -> Any:
         if self.handler is None:
@@ -405,6 +471,7 @@ class Endpoint:
         if isinstance(outputs, Predictions):
             outputs = outputs.arrays
         if isinstance(outputs, Mapping):
+            _check_finite(outputs)
             return self.output_schema.records_from_arrays(outputs)
         if isinstance(outputs, (Schema, dict)):
             outputs = [outputs]
@@ -424,6 +491,45 @@ class Endpoint:
             )
             rows.append(record.model_dump(mode="json", by_alias=True))
         return rows
+
+    def _internal_error(self, exc: Exception) -> Problem:
+        """A 500 whose id is in the log with the traceback. Exception messages can hold request
+        values, so they are logged only with ``log_bodies``."""
+        error_id = uuid.uuid4().hex[:12]
+        if self.log_bodies:
+            logger.error("prediction failed in %s (error id %s)", self.name, error_id, exc_info=exc)
+        else:
+            logger.error(
+                "prediction failed in %s (error id %s): %s\n%s(exception messages are not logged;"
+                " set %s=1 to log them and request bodies)",
+                self.name,
+                error_id,
+                _exception_types(exc),
+                "".join(traceback.format_tb(exc.__traceback__)),
+                _LOG_BODIES_SETTING,
+            )
+        return Problem(
+            500,
+            f"the prediction failed; the error id {error_id} is in the server log",
+            error_id=error_id,
+        )
+
+    def _log_exchange(self, request: Request, response: Response) -> None:
+        """A debugging aid, with ``log_bodies`` only: the request body next to the answer."""
+        logger.debug(
+            "%s %s -> %d; request body (%d bytes, first %d shown): %r",
+            self.name,
+            request.method,
+            response.status,
+            len(request.body),
+            _LOGGED_BODY_BYTES,
+            request.body[:_LOGGED_BODY_BYTES],
+        )
+
+
+def log_bodies_from_environment() -> bool:
+    """True when the app setting ``SERVEFN_LOG_BODIES`` is 1, true or yes (debugging only)."""
+    return os.environ.get(_LOG_BODIES_SETTING, "").strip().lower() in ("1", "true", "yes")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -465,19 +571,9 @@ def _problem_response(problem: Problem) -> Response:
     return Response(problem.status, problem.to_bytes(), PROBLEM_MEDIA_TYPE, problem.headers)
 
 
-def _internal_error(exc: Exception, endpoint: str) -> Problem:
-    error_id = uuid.uuid4().hex[:12]
-    logger.error("prediction failed in %s (error id %s)", endpoint, error_id, exc_info=exc)
-    return Problem(
-        500,
-        f"the prediction failed; the error id {error_id} is in the server log",
-        error_id=error_id,
-    )
-
-
 def _validation_problem(exc: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
     errors = [
-        {"type": e["type"], "loc": [*prefix, *e["loc"]], "msg": e["msg"]}
+        {"type": e["type"], "loc": _loc((*prefix, *e["loc"])), "msg": e["msg"]}
         for e in exc.errors(include_input=False, include_url=False, include_context=False)
     ]
     count = len(errors)
@@ -486,6 +582,40 @@ def _validation_problem(exc: ValidationError, prefix: tuple[str | int, ...]) -> 
         f"{count} field{'s' if count != 1 else ''} did not validate; see errors",
         errors=errors[:100],
     )
+
+
+def _loc(parts: Sequence[str | int]) -> list[str | int]:
+    """A field path with long client-chosen names (unknown keys) cut short: no bulk echo."""
+    return [
+        p if isinstance(p, int) or len(p) <= _MAX_LOC_TEXT else p[: _MAX_LOC_TEXT - 3] + "..."
+        for p in parts
+    ]
+
+
+def _check_finite(outputs: Mapping[str, Any]) -> None:
+    """A NaN or infinite model output is a model failure (500), never a JSON ``NaN``."""
+    for name, values in outputs.items():
+        array = np.asarray(values)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ServefnError(f"the model returned non-finite {name} values")
+
+
+def _exception_types(exc: BaseException) -> str:
+    """``"KeyError <- ValueError"``: an exception chain by type only."""
+    types: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(types) < 10:
+        types.append(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(types)
+
+
+def _json_reason(exc: ValueError) -> str:
+    """jiter names the problem and its position; a duplicate key's name is left out."""
+    message = str(exc).split("\n", 1)[0]
+    if message.startswith("Detected duplicate key"):
+        return "an object has a duplicate key at line " + message.rpartition(" at line ")[2]
+    return message[:200]
 
 
 def _media_type(header: str) -> tuple[str, dict[str, str]]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 
 from ._version import __version__
+from .http import FEATURE_LIMIT
 from .problems import PROBLEM_MEDIA_TYPE
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def openapi_document(
     schemas: dict[str, Any] = {"Problem": _PROBLEM}
     paths: dict[str, Any] = {}
     for endpoint, route, methods in routes:
-        in_name = _add_schema(schemas, endpoint.input_schema)
+        in_name = _add_schema(schemas, endpoint.input_schema, features=True)
         out_name = _add_schema(schemas, endpoint.output_schema)
         path = "/" + "/".join(p for p in (route_prefix.strip("/"), route.strip("/")) if p)
         item: dict[str, Any] = {}
@@ -87,11 +88,24 @@ def openapi_document(
     return pydantic_core.to_json(document, indent=2)
 
 
-def _add_schema(schemas: dict[str, Any], model: Any) -> str:
+def _add_schema(schemas: dict[str, Any], model: Any, *, features: bool = False) -> str:
     generated = model.model_json_schema(by_alias=True, ref_template=_REF, mode="validation")
     schemas.update(generated.pop("$defs", {}))
+    if features:
+        _bound_features(model, generated["properties"])
     schemas[model.__name__] = generated
     return str(model.__name__)
+
+
+def _bound_features(model: Any, properties: dict[str, Any]) -> None:
+    """Say that numeric features are float32 values, as the endpoint enforces (422 beyond)."""
+    for column in model.feature_columns():
+        schema = properties.get(column.name, {})
+        targets = [schema.get("items", {})] if column.kind == "vector" else [schema]
+        for target in [*targets, *schema.get("anyOf", [])]:
+            if target.get("type") in ("number", "integer"):
+                target.setdefault("minimum", -FEATURE_LIMIT)
+                target.setdefault("maximum", FEATURE_LIMIT)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -165,6 +179,7 @@ def _post(endpoint: Endpoint, in_name: str, out_name: str) -> dict[str, Any]:
 
 def _get(endpoint: Endpoint, in_name: str, out_name: str) -> dict[str, Any]:
     properties = endpoint.input_schema.model_json_schema(by_alias=True)["properties"]
+    _bound_features(endpoint.input_schema, properties)
     parameters = [
         {
             "name": column.name,

@@ -1,0 +1,420 @@
+"""Secrets never leak, and request values are not logged unless a debugging switch says so.
+
+Models are loaded from Azurite with its account key and with SAS tokens, through every
+connection form, successfully and not (missing blob, unreachable account, malformed connection
+string). Everything a person or a log collector could see is captured and searched for the key
+and the SAS signature: ``servefn serve --log-level debug`` output (which includes the Azure SDK's,
+urllib3's and adlfs' debug logs), ``servefn inspect`` output, every response body and header
+(predictions, problems, health, OpenAPI), exception messages and reprs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+import azure.functions as func
+import httpx
+import pytest
+
+from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, free_port
+from reliability import (
+    CANARY,
+    EXAMPLE,
+    FLOWER,
+    IrisAnswer,
+    IrisRecord,
+    ServeProcess,
+    example_app,
+    model_bytes,
+    strict_json,
+    write_settings,
+)
+from servefn.artifact import LoadedModel, read_model
+from servefn.azure import endpoint_of, serve_http
+from servefn.loaders import ModelSource
+from servefn.loaders.blob import BlobLoader
+from servefn.loaders.remote import FsspecLoader
+from servefn.schema import Schema
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
+SHARED_KEY_SIGNATURE = re.compile(r"SharedKey [^:\s'\"]+:[A-Za-z0-9+/]{20,}")
+JSON = {"Content-Type": "application/json"}
+
+
+def sas_token(container: ContainerClient) -> str:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        account_name=ACCOUNT,
+        container_name=container.container_name,
+        account_key=ACCOUNT_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+
+
+def secrets(sas: str | None = None) -> list[str]:
+    """The account key and SAS signature in every spelling they could be printed in."""
+    found = [ACCOUNT_KEY, quote(ACCOUNT_KEY, safe=""), ACCOUNT_KEY[:24]]
+    if sas is not None:
+        signature = parse_qs(sas)["sig"][0]
+        found += [signature, quote(signature, safe=""), signature[:24]]
+    return found
+
+
+def assert_nothing_secret(shown: dict[str, str], sas: str | None = None) -> None:
+    for where, text in shown.items():
+        for secret in secrets(sas):
+            assert secret not in text, f"a secret is in {where}"
+        assert not SHARED_KEY_SIGNATURE.search(text), f"a request signature is in {where}"
+
+
+def connection_string(azurite: Azurite, port: int | None = None) -> str:
+    endpoint = f"http://127.0.0.1:{port or azurite.port}/{ACCOUNT}"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={endpoint};"
+    )
+
+
+def everything_seen(response: httpx.Response) -> str:
+    return json.dumps(dict(response.headers)) + response.text
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No storage setting inherited from the test process: local.settings.json decides."""
+    for name in ("AzureWebJobsStorage", "MODEL_URI", "SERVEFN_LOG_BODIES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- servefn serve ------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_the_example_app_served_from_blob_with_a_key_leaks_nothing(
+    azurite: Azurite, blob_container: ContainerClient, tmp_path: Path, trained_model: Path
+) -> None:
+    app = example_app(tmp_path / "iris", trained_model)
+    blob_container.upload_blob("model.zip", (app / "model.zip").read_bytes())
+    write_settings(
+        app,
+        {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "AzureWebJobsStorage": connection_string(azurite),
+            "MODEL_URI": f"blob://{blob_container.container_name}/model.zip",
+        },
+    )
+    host = ServeProcess(app, tmp_path / "serve.log", args=("--log-level", "debug"))
+    shown: dict[str, str] = {}
+    try:
+        host.wait()
+        with httpx.Client(base_url=host.base, timeout=30) as client:
+            answer = client.post("/Predict", json={**FLOWER, "Label": CANARY})
+            assert answer.status_code == 200, answer.text
+            requests = {
+                "prediction": answer,
+                "problem": client.post("/Predict", json={**FLOWER, "PetalWidth": CANARY}),
+                "csv problem": client.post(
+                    "/Predict", content=f"1,{CANARY}\n", headers={"Content-Type": "text/csv"}
+                ),
+                "query problem": client.get("/Predict", params={"SepalLength": CANARY}),
+                "health": client.get("/health"),
+                "openapi": client.get("/openapi.json"),
+            }
+        assert requests["health"].json()["model"]["state"] == "ready"
+        shown = {name: everything_seen(response) for name, response in requests.items()}
+    finally:
+        shown["servefn serve output"] = host.stop()
+    assert "azure" in shown["servefn serve output"]  # the SDK's debug logs were captured
+    assert_nothing_secret(shown)
+    assert CANARY not in shown["servefn serve output"]  # request values are not logged
+
+
+ROUTES = {
+    "key_good": ("blob://{c}/model.zip", "AzureWebJobsStorage"),
+    "key_missing": ("blob://{c}/missing.zip", "AzureWebJobsStorage"),
+    "key_unreachable": ("blob://{c}/model.zip", "UnreachableStorage"),
+    "key_malformed": ("blob://{c}/model.zip", "MalformedStorage"),
+    "sas_good": ("blob://{c}/model.zip", "SasStorage"),
+    "sas_missing": ("blob://{c}/missing.zip", "SasStorage"),
+    "sas_url_good": ("blob://{c}/model.zip", "SasAccountUrl"),
+    "sas_unreachable": ("blob://{c}/model.zip", "SasUnreachable"),
+    "adlfs_key_good": ("az://{c}/model.zip", "AzureWebJobsStorage"),
+    "adlfs_key_missing": ("az://{c}/missing.zip", "AzureWebJobsStorage"),
+    "adlfs_sas_good": ("az://{c}/model.zip", "SasStorage"),
+}
+"""Route -> (model URL, connection setting) of a function app with one function per form."""
+GOOD_ROUTES = ("key_good", "sas_good", "sas_url_good", "adlfs_key_good", "adlfs_sas_good")
+ROUTES_APP = """
+import os
+
+import azure.functions as func
+
+from servefn.azure import add_health_routes, serve_http
+
+from schema import IrisData, IrisPrediction
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+def add(name, model, connection):
+    def predict(model, inputs):
+        return model.predict(inputs)
+
+    predict.__name__ = predict.__qualname__ = name
+    decorated = serve_http(IrisData, IrisPrediction, model=model, connection=connection)(predict)
+    app.route(route=name, methods=["POST"])(decorated)
+
+
+for name, (model, connection) in ROUTES.items():
+    add(name, model.format(c=os.environ["SECRETS_CONTAINER"]), connection)
+add_health_routes(app)
+"""
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_every_connection_form_and_failure_leaks_nothing(
+    azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
+) -> None:
+    blob_container.upload_blob("model.zip", model_bytes())
+    sas = sas_token(blob_container)
+    closed = free_port()
+    app = tmp_path / "routes"
+    app.mkdir()
+    (app / "function_app.py").write_text(f"ROUTES = {ROUTES!r}\n{ROUTES_APP}")
+    shutil.copy(EXAMPLE / "schema.py", app / "schema.py")
+    shutil.copy(EXAMPLE / "host.json", app / "host.json")
+    endpoint = azurite.blob_endpoint
+    write_settings(
+        app,
+        {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "SECRETS_CONTAINER": blob_container.container_name,
+            "AzureWebJobsStorage": connection_string(azurite),
+            "UnreachableStorage": connection_string(azurite, closed),
+            "MalformedStorage": f"AccountKey = {ACCOUNT_KEY};AccountName=",
+            "SasStorage": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}",
+            "SasAccountUrl": f"{endpoint}?{sas}",
+            "SasUnreachable": f"BlobEndpoint=http://127.0.0.1:{closed}/{ACCOUNT};"
+            f"SharedAccessSignature={sas}",
+        },
+    )
+    host = ServeProcess(app, tmp_path / "serve.log", args=("--log-level", "debug"))
+    shown: dict[str, str] = {}
+    try:
+        host.wait()
+        with httpx.Client(base_url=host.base, timeout=60) as client:
+            for name in ROUTES:
+                for attempt in range(2):
+                    response = client.post(f"/{name}", json=FLOWER)
+                    assert (response.status_code == 200) == (name in GOOD_ROUTES), name
+                    shown[f"{name} answer {attempt}"] = everything_seen(response)
+            health = client.get("/health")
+            shown["health"] = everything_seen(health)
+            errors = [e["model"]["last_error"] for e in health.json() if e["model"]["last_error"]]
+            assert len(errors) == 6  # every failing route says why in health
+    finally:
+        shown["servefn serve output"] = host.stop()
+    output = shown["servefn serve output"]
+    assert "could not reach" in output and "does not exist" in output
+    assert "adlfs" in output or "aiohttp" in output or "azure.core" in output
+    assert_nothing_secret(shown, sas)
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_servefn_inspect_leaks_nothing(
+    azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
+) -> None:
+    blob_container.upload_blob("model.zip", model_bytes())
+    sas = sas_token(blob_container)
+    container = blob_container.container_name
+    endpoint = azurite.blob_endpoint
+    runs = {
+        "key": ({"AzureWebJobsStorage": connection_string(azurite)}, "model.zip", 0),
+        "key, unreachable": (
+            {"AzureWebJobsStorage": connection_string(azurite, free_port())},
+            "model.zip",
+            1,
+        ),
+        "sas url, missing blob": ({"AzureWebJobsStorage": f"{endpoint}?{sas}"}, "x.zip", 1),
+    }
+    shown: dict[str, str] = {}
+    for name, (settings, blob, code) in runs.items():
+        environment = {**os.environ, **settings}
+        done = subprocess.run(
+            [sys.executable, "-m", "servefn", "inspect", f"blob://{container}/{blob}"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == code, (name, done.stderr)
+        shown[f"inspect with {name}"] = done.stdout + done.stderr
+    assert "linear-classifier" in shown["inspect with key"]
+    assert_nothing_secret(shown, sas)
+
+
+# -- in process ---------------------------------------------------------------------------------
+
+
+def test_malformed_connection_strings_leak_nothing(
+    azurite: Azurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    endpoint = azurite.blob_endpoint
+    malformed = [
+        f"AccountKey={ACCOUNT_KEY};AccountName=",
+        f"AccountKey = {ACCOUNT_KEY} ; BlobEndpoint={endpoint}",
+        f"accountkey={ACCOUNT_KEY};blobendpoint={endpoint}",
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY[:-4]};"
+        f"BlobEndpoint={endpoint}",
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        "BlobEndpoint=http://[::1:bad/x",
+        f"{ACCOUNT_KEY}",
+    ]
+    shown: dict[str, str] = {}
+    for index, connection in enumerate(malformed):
+        for loader in (
+            BlobLoader("models/model.zip", connection=connection, timeout=1, retries=0),
+            FsspecLoader("az://models/model.zip", connection=connection, timeout=1),
+        ):
+            source = ModelSource(loader)
+
+            @serve_http(IrisRecord, IrisAnswer, model=source)
+            def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+                return model.predict(inputs)
+
+            request = func.HttpRequest(
+                "POST", "http://x/api/Predict", headers=JSON, body=json.dumps(FLOWER).encode()
+            )
+            answer = predict(request)
+            assert answer.status_code == 503
+            health = endpoint_of(predict).health()
+            where = f"{type(loader).__name__} {index}"
+            shown[f"{where} answer"] = answer.get_body().decode()
+            shown[f"{where} health"] = health.body.decode()
+            shown[f"{where} repr"] = repr(loader) + repr(source) + str(source.info())
+    shown["logs"] = caplog.text
+    assert_nothing_secret(shown)
+
+
+@pytest.fixture
+def failing_handler() -> Any:
+    """A serve_http function whose handler fails with a request value in its message."""
+
+    @serve_http(IrisRecord, IrisAnswer, model=loaded_model())
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        label = inputs[0].label  # type: ignore[attr-defined]
+        if label is not None and label.startswith("fail"):
+            raise ValueError(f"cannot handle label {label!r}")
+        return model.predict(inputs)
+
+    return predict
+
+
+def loaded_model() -> LoadedModel:
+    return read_model(model_bytes())
+
+
+def requests_with_values() -> Iterator[func.HttpRequest]:
+    """Requests carrying CANARY: accepted, refused, and one the handler fails on."""
+    url = "http://localhost/api/Predict"
+    for body in (
+        {**FLOWER, "Label": CANARY},
+        {**FLOWER, "PetalWidth": CANARY},
+        [{**FLOWER, "Extra": CANARY}],
+        {**FLOWER, "Label": f"fail {CANARY}"},
+    ):
+        yield func.HttpRequest("POST", url, headers=JSON, body=json.dumps(body).encode())
+    csv = f"3.3,1.6,0.2,5.1,{CANARY}\n3.3,{CANARY}\n".encode()
+    yield func.HttpRequest("POST", url, headers={"Content-Type": "text/csv"}, body=csv)
+    params = {**{k: str(v) for k, v in FLOWER.items()}, "Label": CANARY}
+    yield func.HttpRequest("GET", url, params=params, body=b"")
+
+
+def test_request_values_are_not_logged_by_default(
+    failing_handler: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVEFN_LOG_BODIES", raising=False)
+    caplog.set_level(logging.DEBUG)
+    statuses = []
+    for request in requests_with_values():
+        response = failing_handler(request)
+        statuses.append(response.status_code)
+        if response.status_code == 500:
+            error_id = strict_json(response.get_body())["error_id"]
+    assert statuses == [200, 422, 422, 500, 422, 200]
+    assert error_id in caplog.text and "ValueError" in caplog.text  # the failure is findable
+    assert CANARY not in caplog.text
+
+
+@pytest.mark.parametrize("switch", ["argument", "app setting"])
+def test_logging_request_bodies_takes_an_explicit_debug_switch(
+    switch: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options: dict[str, Any] = {}
+    if switch == "argument":
+        options["log_bodies"] = True
+    else:
+        monkeypatch.setenv("SERVEFN_LOG_BODIES", "1")
+
+    @serve_http(IrisRecord, IrisAnswer, model=loaded_model(), **options)
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        if inputs[0].label is not None:  # type: ignore[attr-defined]
+            raise ValueError(f"cannot handle {inputs[0].label}")  # type: ignore[attr-defined]
+        return model.predict(inputs)
+
+    @serve_http(IrisRecord, IrisAnswer, model=loaded_model(), log_bodies=False)
+    def quiet(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return model.predict(inputs)
+
+    caplog.set_level(logging.DEBUG, logger="servefn.http")
+    body = json.dumps({**FLOWER, "PetalWidth": CANARY}).encode()
+    request = func.HttpRequest("POST", "http://x/api/Predict", headers=JSON, body=body)
+    assert quiet(request).status_code == 422
+    assert CANARY not in caplog.text  # off wins over the app setting
+    assert predict(request).status_code == 422
+    assert CANARY in caplog.text  # the refused body is in the debug log
+    caplog.clear()
+    failing = json.dumps({**FLOWER, "Label": CANARY}).encode()
+    response = predict(func.HttpRequest("POST", "http://x/api/Predict", headers=JSON, body=failing))
+    assert response.status_code == 500
+    assert f"cannot handle {CANARY}" in caplog.text  # and so is the exception message
+
+
+@pytest.mark.parametrize(
+    ("connection", "shown"),
+    [
+        ("AzureWebJobsStorage", "AzureWebJobsStorage"),
+        (f"AccountName=a;AccountKey={ACCOUNT_KEY};Extra={ACCOUNT_KEY}", "<connection string>"),
+        (
+            f"https://a.blob.core.windows.net/?sv=1&sig={ACCOUNT_KEY}",
+            "https://a.blob.core.windows.net/?<SAS token>",
+        ),
+        ("http://127.0.0.1:10000/devstoreaccount1", "http://127.0.0.1:10000/devstoreaccount1"),
+        (f"https://user:{ACCOUNT_KEY}@a.blob.core.windows.net", "<account URL with user info>"),
+    ],
+)
+def test_loaders_never_show_a_literal_connection(connection: str, shown: str) -> None:
+    """A pasted connection string may hold a key in any field, so it is never shown at all."""
+    for loader in (
+        BlobLoader("models/model.zip", connection=connection),
+        FsspecLoader("az://models/model.zip", connection=connection),
+    ):
+        assert f"connection={shown!r}" in repr(loader)
+        assert ACCOUNT_KEY not in repr(loader)

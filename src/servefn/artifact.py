@@ -29,7 +29,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import ArtifactError, PredictorError, SchemaError
-from .predictions import Predictions
+from .predictions import Predictions, Records
 from .predictors import LoadOptions, Predictor, predictor_class
 from .schema import Schema
 
@@ -73,8 +73,17 @@ class LoadedModel:
         Returns :class:`~servefn.predictions.Predictions`: a sequence of output-schema records
         that also carries the output arrays.
         """
+        reuse = getattr(records, "matrix", None) if type(records) is Records else None
         first = type(records[0]) if records else None
         if (
+            reuse is not None
+            and reuse.dtype == self.predictor.dtype
+            and isinstance(first, type)
+            and issubclass(first, Schema)
+            and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
+        ):
+            matrix = reuse  # built (and range-checked) by the HTTP layer from these records
+        elif (
             isinstance(first, type)
             and issubclass(first, Schema)
             and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__

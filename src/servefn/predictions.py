@@ -11,7 +11,22 @@ from typing import Any, overload
 
 from .schema import Schema
 
-__all__ = ["Predictions"]
+__all__ = ["Predictions", "Records"]
+
+
+class Records(tuple[Schema, ...]):
+    """Validated input records, with the feature matrix already built from them.
+
+    What a ``serve_http`` handler receives as ``inputs``: an immutable sequence, so the matrix
+    stays true to it, and ``LoadedModel.predict(inputs)`` reuses the matrix.
+    """
+
+    matrix: Any
+
+    def __new__(cls, records: Sequence[Schema], matrix: Any = None) -> Records:
+        self = super().__new__(cls, records)
+        self.matrix = matrix
+        return self
 
 
 class Predictions(Sequence[Schema]):

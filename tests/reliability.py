@@ -4,8 +4,6 @@
   in-process handlers and the example app served over HTTP.
 - Small real models (``model.zip`` bytes) that answer in a known way.
 - ``check_problem``: what every error answer must be (RFC 9457, no echo, no traceback).
-- ``ServeProcess``: ``servefn serve`` as a subprocess whose output goes to a file (a pipe could
-  fill up under debug logging and stall the server), stopped by its pid.
 - ``BlobApp``: a real FunctionApp (predict + health routes) over a ``blob://`` model whose
   source runs on an injected ``Clock``, so "the next check is due" is a step of a test.
 """
@@ -14,21 +12,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
-import httpx
 import numpy as np
 
-from azurite import ACCOUNT, ACCOUNT_KEY, free_port
+from azurite import ACCOUNT, ACCOUNT_KEY
 from servefn import Schema, column
 from servefn.artifact import LoadedModel, write_model
 from servefn.azure import add_health_routes, serve_http
@@ -131,50 +124,6 @@ def write_settings(folder: Path, values: dict[str, str]) -> None:
     """``local.settings.json`` with ``values``, as ``func host start`` reads it."""
     document = {"IsEncrypted": False, "Values": values}
     (folder / "local.settings.json").write_text(json.dumps(document))
-
-
-class ServeProcess:
-    """``servefn serve APP --port N`` in a subprocess; its output collected in a file."""
-
-    def __init__(
-        self, app: Path, log: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
-    ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api"
-        self.log = log
-        environment = {k: v for k, v in os.environ.items() if k != "MODEL_URI"}
-        environment.update(env or {})
-        command = [sys.executable, "-m", "servefn", "serve", str(app), "--port", str(self.port)]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [*command, *args], stdout=out, stderr=subprocess.STDOUT, env=environment
-            )
-
-    def wait(self, timeout: float = 60.0) -> None:
-        """Return once the host answers on its health route."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
-            try:
-                httpx.get(f"{self.base}/health", timeout=2)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"servefn serve did not start: {self.stop()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> str:
-        """Stop the process (by its pid) and return everything it printed."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.output()
 
 
 class Clock:

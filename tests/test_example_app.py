@@ -8,11 +8,7 @@ for the Blob Storage variant.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from azurite import Azurite, free_port
+from azurite import Azurite
 from iris import import_file
+from servehost import ServeProcess
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -45,54 +42,17 @@ def make_app(folder: Path, model: Path | None, settings: dict[str, str] | None =
     return folder
 
 
-class Host:
-    """``servefn serve APP --port N`` as a subprocess, stopped by its pid."""
-
-    def __init__(self, app: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api"
-        environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI",)}
-        environment.update(env or {})
-        command = [sys.executable, "-m", "servefn", "serve", str(app), "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
-        )
-        self.output = ""
-
-    def wait(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.stop()
-            try:
-                httpx.get(f"{self.base}/health", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"servefn serve did not start: {self.stop()}")
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        assert self.process.stdout is not None
-        self.output = self.process.stdout.read()
-        return self.output
-
-
 @pytest.fixture(scope="module")
-def host(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+def host(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     app = make_app(tmp_path_factory.mktemp("app") / "iris", trained_model)
-    server = Host(app)
+    server = ServeProcess(app)
     server.wait()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def client(host: Host) -> Iterator[httpx.Client]:
+def client(host: ServeProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=host.base, timeout=10) as c:
         yield c
 
@@ -169,7 +129,7 @@ def test_health_and_openapi(client: httpx.Client) -> None:
 
 
 def test_no_model_yet_is_503_with_retry_after(tmp_path: Path) -> None:
-    server = Host(make_app(tmp_path / "empty", model=None))
+    server = ServeProcess(make_app(tmp_path / "empty", model=None))
     try:
         server.wait()
         response = httpx.post(f"{server.base}/Predict", json=FLOWER, timeout=10)
@@ -201,7 +161,7 @@ def test_serving_the_blob_through_azurite(
         "AzureWebJobsStorage": azurite.connection_string,
         "MODEL_URI": f"blob://{blob_container.container_name}/model.zip",
     }
-    server = Host(make_app(tmp_path / "blob", model=None, settings=settings))
+    server = ServeProcess(make_app(tmp_path / "blob", model=None, settings=settings))
     try:
         server.wait()
         answer = httpx.post(

@@ -33,7 +33,6 @@ from reliability import (
     FLOWER,
     IrisAnswer,
     IrisRecord,
-    ServeProcess,
     check_problem,
     example_app,
     model_bytes,
@@ -45,6 +44,7 @@ from servefn.artifact import LoadedModel, read_model, write_model
 from servefn.azure import serve_http
 from servefn.predictors.linear import LinearClassifier
 from servefn.schema import Schema
+from servehost import ServeProcess
 
 MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}

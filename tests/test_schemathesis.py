@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from reliability import ServeProcess, example_app
+from reliability import example_app
+from servehost import ServeProcess
 
 EXAMPLES = int(os.environ.get("SERVEFN_SCHEMATHESIS_EXAMPLES", "100"))
 OPERATIONS = ["POST /api/Predict", "GET /api/Predict"]

@@ -34,7 +34,6 @@ from reliability import (
     FLOWER,
     IrisAnswer,
     IrisRecord,
-    ServeProcess,
     example_app,
     model_bytes,
     strict_json,
@@ -46,6 +45,7 @@ from servefn.loaders import ModelSource
 from servefn.loaders.blob import BlobLoader
 from servefn.loaders.remote import FsspecLoader
 from servefn.schema import Schema
+from servehost import ServeProcess
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient

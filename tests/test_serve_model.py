@@ -8,10 +8,6 @@ az:// (adlfs) models.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from azurite import Azurite, free_port
+from azurite import Azurite
 from servefn import read_model
 from servefn.cli import EXIT_FAILURE, EXIT_USAGE, main
+from servehost import ServeProcess
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -32,60 +29,9 @@ FLOWER = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth
 SETOSA = {"SepalLength": 5.1, "SepalWidth": 3.5, "PetalLength": 1.4, "PetalWidth": 0.2}
 
 
-def servefn_command() -> list[str]:
-    script = Path(sys.executable).with_name("servefn")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "servefn"]
-
-
-class Served:
-    """``servefn serve TARGET --port N [extra]`` as a subprocess, stopped by its pid."""
-
-    def __init__(
-        self, target: str, *extra: str, cwd: Path | None = None, env: dict[str, str] | None = None
-    ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api"
-        environment = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
-        environment.update(env or {})
-        command = [*servefn_command(), "serve", target, "--port", str(self.port), *extra]
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=environment,
-            cwd=cwd,
-        )
-        self.output = ""
-
-    def wait(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"servefn serve exited: {self.stop()}")
-            try:
-                httpx.get(f"{self.base}/health", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"servefn serve did not start: {self.stop()}")
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        assert self.process.stdout is not None
-        self.output = self.process.stdout.read()
-        return self.output
-
-
 @pytest.fixture(scope="module")
-def served(trained_model: Path) -> Iterator[Served]:
-    server = Served(str(trained_model), "--log-level", "warning")
+def served(trained_model: Path) -> Iterator[ServeProcess]:
+    server = ServeProcess(trained_model, args=("--log-level", "warning"))
     server.wait()
     yield server
     server.stop()
@@ -99,7 +45,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return document
 
 
-def test_predict_answers_like_the_walkthrough(served: Served, trained_model: Path) -> None:
+def test_predict_answers_like_the_walkthrough(served: ServeProcess, trained_model: Path) -> None:
     with httpx.Client(base_url=served.base, timeout=10) as client:
         text = client.post("/Predict", json=FLOWER, headers={"Accept": "text/plain"})
         assert text.status_code == 200 and text.text == "Iris-virginica"
@@ -114,7 +60,7 @@ def test_predict_answers_like_the_walkthrough(served: Served, trained_model: Pat
     assert version == read_model(trained_model).version
 
 
-def test_the_manifest_schema_validates_requests(served: Served) -> None:
+def test_the_manifest_schema_validates_requests(served: ServeProcess) -> None:
     with httpx.Client(base_url=served.base, timeout=10) as client:
         typo = assert_problem(client.post("/Predict", json={**FLOWER, "SepalLenght": 1.0}), 422)
         assert ["SepalLenght"] in [e["loc"] for e in typo["errors"]]
@@ -124,7 +70,7 @@ def test_the_manifest_schema_validates_requests(served: Served) -> None:
         assert_problem(client.get("/nothing"), 404)
 
 
-def test_health_openapi_and_docs_are_served(served: Served, trained_model: Path) -> None:
+def test_health_openapi_and_docs_are_served(served: ServeProcess, trained_model: Path) -> None:
     with httpx.Client(base_url=served.base, timeout=10) as client:
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["model"]["uri"] == str(trained_model)
@@ -137,7 +83,7 @@ def test_health_openapi_and_docs_are_served(served: Served, trained_model: Path)
 
 
 def test_startup_text_names_the_model_routes_and_docs(trained_model: Path) -> None:
-    server = Served(str(trained_model))
+    server = ServeProcess(trained_model)
     try:
         server.wait()
     finally:
@@ -160,12 +106,11 @@ def test_models_in_blob_storage_are_served_through_a_connection(
     (tmp_path / "local.settings.json").write_text(json.dumps(settings))
     servers = [
         # the connection from local.settings.json in the current folder, like func does
-        Served(f"blob://{name}/iris/model.zip", cwd=tmp_path),
+        ServeProcess(f"blob://{name}/iris/model.zip", cwd=tmp_path),
         # adlfs, with the connection named explicitly and read from the environment
-        Served(
+        ServeProcess(
             f"az://{name}/iris/model.zip",
-            "--connection",
-            "ModelStorage",
+            args=("--connection", "ModelStorage"),
             env={"ModelStorage": azurite.connection_string},
         ),
     ]

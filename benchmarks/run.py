@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import Row, format_table, markdown_table
 
-MODULES = ("handler", "batch", "coldstart", "http", "refresh", "training")
+MODULES = ("handler", "batch", "coldstart", "http", "refresh", "batch_memory", "training")
 LIBRARIES = (
     "servefn", "numpy", "pydantic", "pydantic-core", "azure-functions", "uvicorn", "h11",
     "scikit-learn", "fastapi", "orjson", "numba",

@@ -10,39 +10,26 @@ CI=true.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from iris import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "iris"
 SCRIPT = ROOT / "scripts" / "check_worker.py"
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
-
-
 @pytest.fixture(scope="module")
 def worker_python() -> Path:
     """The 3.13 venv's interpreter, or a skip (a failure under CI=true) saying what is missing."""
-    check_worker = _load(SCRIPT, "check_worker")
+    check_worker = import_file(SCRIPT, "check_worker")
     reason = check_worker.missing_reason()
     if reason is not None:
         if os.environ.get("CI") == "true":
@@ -59,7 +46,7 @@ def iris_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     app.mkdir()
     for name in ("function_app.py", "schema.py", "host.json", "requirements.txt"):
         shutil.copy(EXAMPLE / name, app / name)
-    _load(EXAMPLE / "train.py", "iris_train_worker").train(app / "model.zip")
+    import_file(EXAMPLE / "train.py", "iris_train_worker").train(app / "model.zip")
     return app
 
 

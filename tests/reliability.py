@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 import numpy as np
 
+import standins
 from azurite import ACCOUNT, ACCOUNT_KEY
 from servefn import Schema, column
 from servefn.artifact import LoadedModel, write_model
@@ -126,17 +127,11 @@ def write_settings(folder: Path, values: dict[str, str]) -> None:
     (folder / "local.settings.json").write_text(json.dumps(document))
 
 
-class Clock:
-    """A monotonic clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+class Clock(standins.Clock):
+    """The shared test clock, advancing one refresh interval by default."""
 
     def advance(self, seconds: float = REFRESH) -> None:
-        self.now += seconds
+        super().advance(seconds)
 
 
 class BlobApp:

@@ -23,29 +23,13 @@ from servefn.errors import LoaderError, ModelUnavailable
 from servefn.loaders import ModelLoader, ModelSource
 from servefn.loaders.blob import BlobLoader
 from servefn.loaders.remote import FsspecLoader
+from standins import Clock, parse_text
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
 MODEL = "model.zip"
 KINDS = ["blob", "fsspec"]
-
-
-def parse(data: bytes) -> str:
-    if data.startswith(b"corrupt"):
-        raise ValueError("not a model archive")
-    return data.decode()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Traffic:
@@ -125,7 +109,7 @@ def test_loads_once_then_only_conditional_checks(
     etag = upload(blob_container, b"v1")
     traffic, clock = Traffic(), Clock()
     loader = make_loader(kind, blob_container, traffic, monkeypatch)
-    source = ModelSource(loader, parse=parse, refresh_after=10, clock=clock)
+    source = ModelSource(loader, parse=parse_text, refresh_after=10, clock=clock)
 
     assert source.get() == "v1"
     assert source.info()["etag"] == etag
@@ -151,7 +135,7 @@ def test_replaced_blob_is_picked_up_after_refresh(
     first_etag = upload(blob_container, b"v1")
     traffic, clock = Traffic(), Clock()
     loader = make_loader(kind, blob_container, traffic, monkeypatch)
-    source = ModelSource(loader, parse=parse, refresh_after=10, clock=clock)
+    source = ModelSource(loader, parse=parse_text, refresh_after=10, clock=clock)
     assert source.get() == "v1"
     if isinstance(loader, FsspecLoader):  # a cached listing that still has the old etag
         listing = loader.fs.ls(blob_container.container_name, detail=True)
@@ -173,7 +157,7 @@ def test_deleted_blob_is_an_error_and_the_last_good_model_stays(
     upload(blob_container, b"v1")
     clock = Clock()
     loader = make_loader(kind, blob_container, Traffic(), monkeypatch)
-    source = ModelSource(loader, parse=parse, refresh_after=10, clock=clock)
+    source = ModelSource(loader, parse=parse_text, refresh_after=10, clock=clock)
     assert source.get() == "v1"
 
     blob_container.delete_blob(MODEL)
@@ -204,7 +188,7 @@ def test_storage_outage_serves_last_good_and_cold_starts_recover(
     """One Azurite restart for both loaders: warm sources keep serving, cold ones get 503s."""
     upload(blob_container, b"v1")
     clock = Clock()
-    options: dict[str, Any] = {"parse": parse, "refresh_after": 10, "clock": clock}
+    options: dict[str, Any] = {"parse": parse_text, "refresh_after": 10, "clock": clock}
     warm, cold = {}, {}
     for kind in KINDS:
         warm[kind] = ModelSource(
@@ -443,10 +427,10 @@ def test_secrets_never_appear(
     shown: list[str] = []
     for connection in ("AzureWebJobsStorage", azurite.connection_string, with_sas):
         loader = build(MODEL, connection)
-        source = ModelSource(loader, parse=parse, refresh_after=0)
+        source = ModelSource(loader, parse=parse_text, refresh_after=0)
         assert source.get() == "v1"
         assert source.get() == "v1"  # a conditional check
-        missing = ModelSource(build("missing.zip", connection), parse=parse)
+        missing = ModelSource(build("missing.zip", connection), parse=parse_text)
         with pytest.raises(ModelUnavailable) as raised:
             missing.get()
         shown += [loader.uri, repr(loader), repr(source), str(source.info())]
@@ -475,11 +459,11 @@ def test_disk_cache_spares_a_new_process_the_download(
     upload(blob_container, b"v1")
     first_traffic, second_traffic = Traffic(), Traffic()
     first = make_loader(kind, blob_container, first_traffic, monkeypatch)
-    assert ModelSource(first, parse=parse, cache_dir=tmp_path).get() == "v1"
+    assert ModelSource(first, parse=parse_text, cache_dir=tmp_path).get() == "v1"
     assert first_traffic.downloads == 1
 
     second = make_loader(kind, blob_container, second_traffic, monkeypatch)  # "a new process"
-    source = ModelSource(second, parse=parse, cache_dir=tmp_path)
+    source = ModelSource(second, parse=parse_text, cache_dir=tmp_path)
     assert source.get() == "v1"
     assert second_traffic.requests == 1  # one conditional check...
     assert second_traffic.downloads == 0  # ...and the bytes came from the disk cache

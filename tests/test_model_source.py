@@ -19,28 +19,9 @@ import pytest
 
 from servefn.errors import LoaderError, ModelUnavailable
 from servefn.loaders import Fetched, MemoryLoader, ModelSource
+from standins import Clock, parse_text
 
 WAIT = 5.0  # seconds a test waits for another thread before it fails
-
-
-def parse(data: bytes) -> str:
-    """A stand-in for read_model: the text of the artifact, refusing a corrupt one."""
-    if data.startswith(b"corrupt"):
-        raise ValueError("not a model archive")
-    return data.decode()
-
-
-class Clock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class GatedLoader(MemoryLoader):
@@ -59,7 +40,7 @@ class GatedLoader(MemoryLoader):
 
 
 def source_for(loader: MemoryLoader, clock: Clock, **options: Any) -> ModelSource[str]:
-    return ModelSource(loader, parse=parse, clock=clock, **options)
+    return ModelSource(loader, parse=parse_text, clock=clock, **options)
 
 
 def run_threads(count: int, target: Callable[[], None]) -> list[threading.Thread]:
@@ -362,6 +343,6 @@ def test_default_parse_is_servefn_read_model() -> None:
 
 def test_accepts_a_path(tmp_path: Path) -> None:
     (tmp_path / "model.zip").write_bytes(b"v1")
-    source = ModelSource(str(tmp_path / "model.zip"), parse=parse)
+    source = ModelSource(str(tmp_path / "model.zip"), parse=parse_text)
     assert source.get() == "v1"
     assert source.uri == str(tmp_path / "model.zip")

@@ -472,3 +472,28 @@ def test_route_table_prefers_constrained_parameters_and_falls_back_to_catch_all(
     other = table.match("DELETE", "/api/items/5")
     assert other is not None and other.target == "catch-all"
     assert table.match("GET", "/elsewhere") is None
+
+
+def test_servefn_endpoints_run_on_the_event_loop_until_one_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A serve_http call with its model in memory runs inline; one that blocked (here a 50 ms
+    sleep) sends its function to the thread pool, where plain sync functions always run."""
+    host = DevHost(APPS / "inline_app", port=0)
+    host.load()
+    loop_thread = threading.current_thread().name  # asyncio.run runs the loop in this thread
+
+    def ran_in(seconds: float) -> str:
+        response = asgi_request(host, "POST", "/api/where", json={"seconds": seconds})
+        assert response.status_code == 200, response.text
+        thread: str = response.json()["thread"]
+        return thread
+
+    assert ran_in(0) != loop_thread  # the first call loads the model: in the pool
+    assert ran_in(0) == loop_thread
+    assert ran_in(0) == loop_thread
+    assert asgi_request(host, "GET", "/api/plain").text != loop_thread
+    with caplog.at_level(logging.WARNING, logger="servefn.devhost"):
+        assert ran_in(0.05) == loop_thread
+    assert "'thread_name' waited" in caplog.text and "thread pool from now on" in caplog.text
+    assert ran_in(0) != loop_thread

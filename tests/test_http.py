@@ -242,6 +242,85 @@ def test_handler_outputs_may_be_dicts_records_or_arrays(model_path: Path) -> Non
     assert broken.status_code == 500
 
 
+class NonFinite(Predictor):
+    """Answers NaN scores for rows whose PetalWidth is negative, finite ones otherwise."""
+
+    kind = "test-non-finite"
+    dtype = np.float64
+
+    def predict(self, X: Any) -> Outputs:
+        scores = np.where(X[:, 3:4] < 0, np.nan, 0.5) * np.ones((len(X), 2))
+        return {"PredictedLabel": np.array(["a"] * len(X)), "Score": scores}
+
+    def to_payload(self) -> Payload:
+        return Payload({}, {})
+
+    @classmethod
+    def from_payload(cls, params: Any, files: Any) -> NonFinite:
+        return cls()
+
+
+@pytest.mark.parametrize("custom_handler", [False, True], ids=["built_in", "handler"])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_non_finite_model_outputs_are_a_500_never_invalid_json(
+    custom_handler: bool, rows: int
+) -> None:
+    model = LoadedModel(NonFinite(), Flower, Answer, {}, "0" * 64, 0)
+    if custom_handler:
+
+        @serve_http(Flower, Answer, model=model)
+        def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+            return model.predict(inputs)  # Predictions straight from the model
+
+    else:
+        predict = serve_http(Flower, Answer, model=model)(NonFinite())
+    good = [ONE] * rows
+    bad = [*good[:-1], {**ONE, "PetalWidth": -1.0}]
+    body: Any = good[0] if rows == 1 else good
+    assert json.loads(call(predict, body=body, headers=JSON_HEADERS).get_body())
+    body = bad[0] if rows == 1 else bad
+    response = call(predict, body=body, headers=JSON_HEADERS)
+    assert response.status_code == 500
+    assert b"NaN" not in response.get_body()
+
+
+def test_duplicate_keys_are_refused_wherever_they_are_and_colons_in_text_are_not(
+    model_path: Path,
+) -> None:
+    """Keys are counted against the fields they set; a doubt is settled by a strict parse."""
+    handler = make_handler(model_path)
+    flower = json.dumps({**ONE, "Label": "a: b"})  # a colon inside a string value
+    duplicate = flower[:-1] + ', "PetalWidth": 0.1}'
+    accepted = [flower, f"[{flower}, {flower}]", f'{{"instances": [{flower}]}}']
+    for body in accepted:
+        response = call(handler, body=body, headers=JSON_HEADERS)
+        assert response.status_code == 200, (body, response.get_body())
+    refused = [
+        duplicate,
+        f"[{flower}, {duplicate}]",
+        f'{{"instances": [{duplicate}]}}',
+        duplicate.replace("5.1", '"not a number"'),  # 400 for the JSON before 422 for a field
+        '{"SepalLength": 1, "sepal_length": 2, "SepalWidth": 1, "PetalLength": 1, '
+        '"PetalWidth": 1, "PetalWidth": 1}',  # a field by alias and by name, then a repeat
+    ]
+    for body in refused:
+        response = call(handler, body=body, headers=JSON_HEADERS)
+        assert response.status_code == 400, (body, response.get_body())
+        assert "duplicate key" in problem(response)["detail"]
+
+
+def test_one_row_matches_the_same_row_in_a_batch(model_path: Path) -> None:
+    """One row is predicted in plain Python floats, many rows with numpy: the same answers."""
+    handler = make_handler(model_path)
+    rng = np.random.default_rng(3)
+    flowers = [dict(zip(ONE, rng.uniform(-2, 8, 4).tolist(), strict=True)) for _ in range(30)]
+    batch = json.loads(call(handler, body=flowers, headers=JSON_HEADERS).get_body())
+    for flower, expected in zip(flowers, batch, strict=True):
+        one = json.loads(call(handler, body=flower, headers=JSON_HEADERS).get_body())
+        assert one["PredictedLabel"] == expected["PredictedLabel"]
+        assert one["Score"] == pytest.approx(expected["Score"], rel=1e-12, abs=1e-15)
+
+
 def test_wrapper_is_indexable_by_the_functions_worker(model_path: Path) -> None:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

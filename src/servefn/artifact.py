@@ -73,23 +73,20 @@ class LoadedModel:
         Returns :class:`~servefn.predictions.Predictions`: a sequence of output-schema records
         that also carries the output arrays.
         """
-        reuse = getattr(records, "matrix", None) if type(records) is Records else None
         first = type(records[0]) if records else None
-        if (
-            reuse is not None
-            and reuse.dtype == self.predictor.dtype
-            and isinstance(first, type)
-            and issubclass(first, Schema)
-            and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
-        ):
-            matrix = reuse  # built (and range-checked) by the HTTP layer from these records
-        elif (
+        same_features = (
             isinstance(first, type)
             and issubclass(first, Schema)
             and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
-            and (len(records) == 1 or all(type(r) is first for r in records))
-        ):
-            matrix = first.to_matrix(records, self.predictor.dtype)  # type: ignore[arg-type]
+        )
+        if same_features and len(records) == 1 and first.has_flat_features():  # type: ignore[union-attr]
+            row = first.__servefn_getter__(records[0])  # type: ignore[union-attr]
+            return Predictions(self.output_schema, self.predictor.predict_row(row))
+        reuse = getattr(records, "matrix", None) if type(records) is Records else None
+        if same_features and reuse is not None and reuse.dtype == self.predictor.dtype:
+            matrix = reuse  # built (and range-checked) by the HTTP layer from these records
+        elif same_features and all(type(r) is first for r in records):
+            matrix = first.to_matrix(records, self.predictor.dtype)  # type: ignore[union-attr, arg-type]
         else:
             rows = [
                 self.input_schema.model_validate(

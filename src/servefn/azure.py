@@ -266,6 +266,9 @@ class _Fixed:
     def get(self) -> LoadedModel:
         return self.model
 
+    def in_memory(self) -> bool:
+        return True
+
     def info(self) -> dict[str, Any]:
         return {"state": "ready", "version": self.model.version, "sha256": self.model.sha256}
 
@@ -284,6 +287,9 @@ class _PredictorProvider:
             digest = hashlib.sha256(type(predictor).__qualname__.encode()).hexdigest()
             self._model = LoadedModel(predictor, *self._schemas, {}, digest, 0)
         return self._model
+
+    def in_memory(self) -> bool:
+        return self._model is not None
 
     def info(self) -> dict[str, Any]:
         model = self._model

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -46,6 +47,8 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 """The Functions host's request body limit (100 MB)."""
+INLINE_WAIT_LIMIT = 0.020
+"""Seconds an inline call may spend not running (waiting) before its function moves to the pool."""
 
 logger = logging.getLogger("servefn.devhost")
 
@@ -128,6 +131,8 @@ def _request_headers(scope: Scope) -> dict[str, str]:
 def _query_params(query_string: bytes) -> dict[str, str]:
     """Query parameters as the host passes them: keys case-insensitive (first spelling kept),
     repeated values joined with ",", empty values dropped."""
+    if not query_string:
+        return {}
     grouped: dict[str, list[str]] = {}
     spelling: dict[str, str] = {}
     for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
@@ -210,6 +215,9 @@ class FunctionsAsgiApp:
         self._routes = routes
         self._max_body_size = max_body_size
         self._function_directory = function_directory
+        self._endpoints = _servefn_endpoints(routes)
+        self._pooled: set[str] = set()
+        self._invocation_ids = _invocation_ids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -277,17 +285,18 @@ class FunctionsAsgiApp:
         self, function: HttpFunction, request: func.HttpRequest
     ) -> tuple[int, RawHeaders, bytes]:
         """Call the function like the worker does; a failure becomes a 500 with a logged id."""
-        invocation_id = str(uuid.uuid4())
+        invocation_id = next(self._invocation_ids)
         kwargs: dict[str, Any] = {function.trigger_arg: request}
-        context = InvocationContext(
-            invocation_id,
-            function.name,
-            self._function_directory,
-            TraceContext(
-                request.headers.get("traceparent", ""), request.headers.get("tracestate", "")
-            ),
-        )
-        if function.wants_context:
+        context = None
+        if function.wants_context:  # only a function that declares it can see the context
+            context = InvocationContext(
+                invocation_id,
+                function.name,
+                self._function_directory,
+                TraceContext(
+                    request.headers.get("traceparent", ""), request.headers.get("tracestate", "")
+                ),
+            )
             kwargs["context"] = context
         output = _HttpOut() if function.output_arg else None
         if function.output_arg:
@@ -296,6 +305,8 @@ class FunctionsAsgiApp:
         try:
             if function.is_async:
                 result = await function.handler(**kwargs)
+            elif self._runs_inline(function):
+                result = self._call_inline(function, kwargs, context, started)
             else:
                 call = functools.partial(_call_in_thread, function.handler, kwargs, context)
                 result = await asyncio.get_running_loop().run_in_executor(None, call)
@@ -310,18 +321,74 @@ class FunctionsAsgiApp:
             )
             detail = "The function failed. The server log has the details under this id."
             return _problem(Problem(500, detail, error_id=invocation_id))
-        logger.info(
-            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
-            function.name,
-            invocation_id,
-            (time.perf_counter() - started) * 1000,
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
+                function.name,
+                invocation_id,
+                (time.perf_counter() - started) * 1000,
+            )
         return parts
+
+    def _runs_inline(self, function: HttpFunction) -> bool:
+        """True for a serve_http function whose model is in memory (and that never waited).
+
+        Such a call is CPU work of microseconds; handing it to the thread pool, as the worker
+        does with every sync function, cost a third of the request rate in GIL and thread
+        hand-offs. A call that may load or re-check its model still goes to the pool.
+        """
+        endpoint = self._endpoints.get(function.name)
+        return (
+            endpoint is not None
+            and function.name not in self._pooled
+            and endpoint.model_in_memory()
+        )
+
+    def _call_inline(
+        self,
+        function: HttpFunction,
+        kwargs: dict[str, Any],
+        context: InvocationContext | None,
+        started: float,
+    ) -> Any:
+        """Call on the event loop; a call that waited (I/O, sleep, a lock) moves to the pool."""
+        cpu_started = time.thread_time()
+        try:
+            return _call_in_thread(function.handler, kwargs, context)
+        finally:
+            waited = (time.perf_counter() - started) - (time.thread_time() - cpu_started)
+            if waited > INLINE_WAIT_LIMIT:
+                self._pooled.add(function.name)
+                logger.warning(
+                    "function %r waited %.0f ms while running on the event loop (blocking I/O "
+                    "in its handler?); it runs in the thread pool from now on",
+                    function.name,
+                    waited * 1000,
+                )
+
+
+def _servefn_endpoints(routes: RouteTable[HttpFunction]) -> dict[str, Any]:
+    """The serve_http endpoints behind the routed functions, by function name (found by duck
+    typing: servefn.http and its imports load only for apps that use it)."""
+    found = {}
+    for function in routes.targets():
+        endpoint = getattr(function.handler, "__servefn_endpoint__", None)
+        if callable(getattr(endpoint, "model_in_memory", None)):
+            found[function.name] = endpoint
+    return found
+
+
+def _invocation_ids() -> Iterator[str]:
+    """Unique invocation ids shaped like the host's GUIDs: a random prefix and a counter
+    (``uuid4()`` per request cost a system call and 3 % of the host's time)."""
+    prefix = str(uuid.uuid4())[:24]
+    return (f"{prefix}{n:012x}" for n in itertools.count(1))
 
 
 def _call_in_thread(
-    handler: Callable[..., Any], kwargs: dict[str, Any], context: InvocationContext
+    handler: Callable[..., Any], kwargs: dict[str, Any], context: InvocationContext | None
 ) -> Any:
     """Run a sync function in a pool thread, with the invocation id in thread-local storage."""
-    context.thread_local_storage.invocation_id = context.invocation_id
+    if context is not None:
+        context.thread_local_storage.invocation_id = context.invocation_id
     return handler(**kwargs)

@@ -308,6 +308,10 @@ class RouteTable(Generic[T]):
         routes.sort(key=lambda entry: (entry[0].precedence, entry[0].template.lower()))
         self._routes = routes
 
+    def targets(self) -> list[T]:
+        """Every route's target, in matching order."""
+        return [target for _, _, target in self._routes]
+
     def match(self, method: str, path: str) -> RouteMatch[T] | None:
         """Route ``method path``: a match, a 405 (no target, allowed methods) or None (404).
 

@@ -21,7 +21,9 @@ import gc
 import inspect
 import logging
 import math
+import operator
 import os
+import re
 import threading
 import traceback
 import uuid
@@ -33,7 +35,7 @@ from typing import Annotated, Any, Protocol
 import jiter
 import numpy as np
 import pydantic_core
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from .artifact import LoadedModel
 from .delimited import numbered_rows, parse_rows
@@ -99,7 +101,7 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Parsed:
     """A request body turned into rows: records (validated) or a matrix (CSV), and its shape."""
 
@@ -108,6 +110,8 @@ class _Parsed:
     matrix: np.ndarray | None = None
     loc: tuple[str | int, ...] = ()
     """Where the rows are in the request, for error locations (``("query",)`` for GET)."""
+    row: Sequence[float] | None = None
+    """One record's features as Python numbers, instead of a 1-row matrix (numeric schemas)."""
 
 
 class Endpoint:
@@ -144,6 +148,12 @@ class Endpoint:
         self._one = TypeAdapter(input_schema)
         batch: Any = Annotated[list[input_schema], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
         self._many: TypeAdapter[list[Schema]] = TypeAdapter(batch)
+        names = {c.name for c in input_schema.columns()} | set(input_schema.model_fields)
+        self._accepts_instances = "instances" not in names
+        wrapper = create_model(  # {"instances": [...]}
+            "Instances", __config__=ConfigDict(extra="forbid"), instances=(batch, ...)
+        )
+        self._instances: TypeAdapter[Any] = TypeAdapter(wrapper)
         self._output_names = [c.name for c in output_schema.columns() if c.role != "ignore"]
         self._checked_versions: set[str] = set()
         # The imported modules live as long as the worker: take them out of the cyclic
@@ -190,6 +200,15 @@ class Endpoint:
             self._log_exchange(request, response)
         return response
 
+    def model_in_memory(self) -> bool:
+        """True when answering needs no I/O: the model is loaded and no refresh check is due.
+
+        A host may then call :meth:`handle` on its event loop instead of a thread pool; the
+        provider says so with an ``in_memory()`` method (providers without one never do).
+        """
+        in_memory = getattr(self.model, "in_memory", None)
+        return in_memory is not None and bool(in_memory())
+
     def health(self) -> Response:
         """Model state for probes and people: 200 when a model is loaded, 503 otherwise."""
         info = self.model.info()
@@ -221,6 +240,13 @@ class Endpoint:
         if parsed.matrix is None and not self._numeric_features:
             return parsed
         records = parsed.records or []
+        if len(records) == 1 and parsed.matrix is None and self.input_schema.has_flat_features():
+            row = self.input_schema.__servefn_getter__(records[0])
+            total = sum(row)  # NaN when any value is NaN
+            if not (total == total and min(row) >= -FEATURE_LIMIT and max(row) <= FEATURE_LIMIT):
+                self._refuse_out_of_range(parsed, self._places_over_limit(records))
+            parsed.row = row
+            return parsed
         try:
             matrix = (
                 parsed.matrix
@@ -230,16 +256,14 @@ class Endpoint:
         except OverflowError:  # an integer too large for any float
             self._refuse_out_of_range(parsed, self._places_over_limit(records))
             raise
-        if matrix.shape[0] == 1:  # one row: a Python check is 10x cheaper than numpy's
-            within = all(-FEATURE_LIMIT <= v <= FEATURE_LIMIT for v in matrix[0].tolist())
-        else:
-            within = bool(np.abs(matrix).max(initial=0.0) <= FEATURE_LIMIT)
+        within = bool(np.abs(matrix).max(initial=0.0) <= FEATURE_LIMIT)
         if not within:  # NaN compares False either way: caught
             bad = ~(np.abs(matrix) <= FEATURE_LIMIT)
             names = self.input_schema.feature_names()
             places = [(int(row), names[int(col)]) for row, col in np.argwhere(bad)[:100]]
             self._refuse_out_of_range(parsed, places)
-        return _Parsed(parsed.shape, parsed.records, matrix, parsed.loc)
+        parsed.matrix = matrix
+        return parsed
 
     def _places_over_limit(self, records: list[Schema]) -> list[tuple[int, str]]:
         """(row, column) of each value beyond the limit, found one by one (an error path)."""
@@ -248,7 +272,7 @@ class Endpoint:
             for column in self.input_schema.feature_columns():
                 value = getattr(record, column.field)
                 values = value if isinstance(value, list) else [value]
-                if any(abs(v) > FEATURE_LIMIT for v in values):
+                if not all(abs(v) <= FEATURE_LIMIT for v in values):  # NaN too
                     found.append((row, column.name))
         return found[:100]
 
@@ -326,17 +350,33 @@ class Endpoint:
         )
 
     def _parse_json(self, body: bytes) -> _Parsed:
-        try:  # jiter is the parser pydantic uses; here it also refuses duplicate keys
-            document = jiter.from_json(body, catch_duplicate_keys=True)
-        except ValueError as exc:
-            raise Problem(400, f"the body is not valid JSON: {_json_reason(exc)}") from None
-        if isinstance(document, list):
-            return _Parsed("many", self._validate_many(document, ()))
-        if isinstance(document, dict):
-            if "instances" in document and self._is_instances(document):
-                records = self._validate_many(document["instances"], ("instances",))
-                return _Parsed("instances", records, loc=("instances",))
-            return _Parsed("one", [self._validate_one(document, ())])
+        """Parse and validate in one pass (pydantic-core), refusing duplicate keys.
+
+        Bodies that are not an object or an array, and failed validations, are parsed again by
+        jiter first, so that invalid JSON (400) is told apart from invalid fields (422).
+        """
+        start = _JSON_START.match(body)
+        opening = body[start.end() : start.end() + 1] if start else b""
+        wrapped = opening == b"{" and self._accepts_instances and bool(_INSTANCES.match(body))
+        try:
+            if opening == b"[":
+                records = self._many.validate_json(body, by_name=False)
+                self._refuse_duplicate_keys(body, records, 0)
+                return _Parsed("many", records)
+            if wrapped:
+                instances = self._instances.validate_json(body, by_name=False).instances
+                self._refuse_duplicate_keys(body, instances, 1)
+                return _Parsed("instances", instances, loc=("instances",))
+            if opening == b"{":
+                record = self._one.validate_json(body, by_name=False)
+                self._refuse_duplicate_keys(body, [record], 0)
+                return _Parsed("one", [record])
+        except ValidationError as exc:
+            _parse_strictly(body)  # invalid JSON and duplicate keys are 400s before any 422
+            if opening == b"[" or wrapped:
+                raise self._json_problem(exc, ("instances",) if wrapped else ()) from None
+            raise _validation_problem(exc, ()) from None
+        document = _parse_strictly(body)
         raise Problem(
             422,
             f"the body is a JSON {_json_type(document)}; send an object, an array of objects or "
@@ -344,9 +384,17 @@ class Endpoint:
             errors=[{"type": "model_type", "loc": [], "msg": "expected an object or an array"}],
         )
 
-    def _is_instances(self, document: dict[str, Any]) -> bool:
-        names = {c.name for c in self.input_schema.columns()} | set(self.input_schema.model_fields)
-        return "instances" not in names and set(document) == {"instances"}
+    @staticmethod
+    def _refuse_duplicate_keys(body: bytes, records: Sequence[Schema], wrapper_keys: int) -> None:
+        """400 when an object repeats a key (JSON parsers keep the last value silently).
+
+        Every key is followed by a colon, and each key set a field: with no more colons than
+        fields set there is no room for a repeat, and nothing else is checked. Otherwise (a
+        repeat, a colon inside a string, or an ignored key) jiter parses the body and decides.
+        """
+        keys = wrapper_keys + sum(map(len, map(_FIELDS_SET, records)))
+        if body.count(b":") > keys:
+            _parse_strictly(body)
 
     def _validate_one(self, document: Any, prefix: tuple[str | int, ...]) -> Schema:
         try:
@@ -364,19 +412,20 @@ class Endpoint:
     def _json_problem(self, exc: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
         """413/422 for a batch too large/empty, else 422 with the field paths."""
         first = exc.errors(include_input=False, include_url=False)[0]
-        if first["type"] == "too_long" and first["loc"] == ():
+        whole = first["loc"] == prefix  # the batch itself, not one of its records
+        if first["type"] == "too_long" and whole:
             return Problem(
                 413,
                 f"the batch has too many records; the limit is {self.max_batch}. "
                 "Split it into smaller requests",
             )
-        if first["type"] == "too_short" and first["loc"] == ():
+        if first["type"] == "too_short" and whole:
             return Problem(
                 422,
                 "the batch is empty; send at least one record",
                 errors=[{"type": "too_short", "loc": list(prefix), "msg": "no records"}],
             )
-        return _validation_problem(exc, prefix)
+        return _validation_problem(exc, ())
 
     def _parse_csv(self, body: bytes, *, header: bool) -> _Parsed:
         try:
@@ -445,6 +494,8 @@ class Endpoint:
         return Records(parsed.records, parsed.matrix)
 
     def _predict(self, model: LoadedModel, parsed: _Parsed) -> Mapping[str, Any]:
+        if parsed.row is not None:
+            return model.predictor.predict_row(parsed.row)
         dtype = model.predictor.dtype
         matrix = (
             parsed.matrix
@@ -477,8 +528,6 @@ class Endpoint:
 
     def _output_rows(self, outputs: Any) -> list[dict[str, Any]]:
         """Normalise what a predictor or handler returned to JSON-ready output dicts."""
-        if type(outputs) is Predictions:  # keyed by wire name: no per-row objects needed
-            return self.output_schema.records_from_arrays(outputs.arrays)
         if isinstance(outputs, Predictions):
             outputs = outputs.arrays
         if isinstance(outputs, Mapping):
@@ -546,6 +595,19 @@ def log_bodies_from_environment() -> bool:
 # -- helpers ----------------------------------------------------------------------------------
 
 _LARGE_BODY = 64 * 1024
+_JSON_START = re.compile(rb"[ \t\r\n]*")
+_INSTANCES = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"instances"[ \t\r\n]*:')
+_FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
+
+
+def _parse_strictly(body: bytes) -> Any:
+    """jiter's parse, refusing duplicate keys: a 400 naming the problem and its place."""
+    try:
+        return jiter.from_json(body, catch_duplicate_keys=True)
+    except ValueError as exc:
+        raise Problem(400, f"the body is not valid JSON: {_json_reason(exc)}") from None
+
+
 _paused = 0
 _resume = True
 _paused_lock = threading.Lock()
@@ -616,6 +678,11 @@ def _finite_values(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, list):
+        try:  # a finite sum means finite items; otherwise look at each (overflow, text...)
+            if math.isfinite(sum(value)):
+                return True
+        except (TypeError, OverflowError):
+            pass
         return all(_finite_values(v) for v in value)
     return True
 

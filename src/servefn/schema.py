@@ -160,6 +160,7 @@ class Schema(BaseModel):
     __servefn_feature_names__: ClassVar[tuple[str, ...]] = ()
     __servefn_output_names__: ClassVar[tuple[str, ...]] = ()
     __servefn_getter__: ClassVar[Callable[[Any], Sequence[Any]]]
+    __servefn_flat__: ClassVar[bool] = True
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -175,6 +176,7 @@ class Schema(BaseModel):
         cls.__servefn_features__ = features
         cls.__servefn_feature_names__ = tuple(names)
         cls.__servefn_output_names__ = tuple(c.name for c in columns if c.role != "ignore")
+        cls.__servefn_flat__ = all(c.kind in ("float", "int", "bool") for c in features)
         fields = [c.field for c in features]
         cls.__servefn_getter__ = staticmethod(
             attrgetter(*fields) if len(fields) > 1 else lambda r: [getattr(r, f) for f in fields]
@@ -199,6 +201,12 @@ class Schema(BaseModel):
         if len(labels) > 1:
             raise SchemaError(f"{cls.__name__} declares {len(labels)} label columns; keep one")
         return labels[0] if labels else None
+
+    @classmethod
+    def has_flat_features(cls) -> bool:
+        """True when every feature is one number (no vector or text columns), so that the
+        tuple of a record's features is its feature-matrix row."""
+        return cls.__servefn_flat__
 
     @classmethod
     def n_features(cls) -> int:

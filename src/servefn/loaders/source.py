@@ -176,6 +176,10 @@ class ModelSource(Generic[T]):
             return self._refresh(current)
         return self._load()
 
+    def in_memory(self) -> bool:
+        """True when :meth:`get` would answer from memory: a model is loaded, no check is due."""
+        return self._current is not None and self._clock() < self._next_check
+
     def warm(self) -> T:
         """Load now (at start-up) rather than on the first request; same result as :meth:`get`."""
         return self.get()

@@ -68,6 +68,14 @@ class Predictor(ABC):
     def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
         """Predict every row of ``X`` at once."""
 
+    def predict_row(self, row: Sequence[float]) -> Outputs:
+        """Predict one row given as Python numbers (outputs hold one entry, as for a 1-row X).
+
+        The default builds a 1-row matrix for :meth:`predict`; a predictor that can answer one
+        row cheaper without numpy overrides it (same results).
+        """
+        return self.predict(np.array([row], dtype=self.dtype))
+
     @abstractmethod
     def to_payload(self) -> Payload:
         """Parameters and files that :meth:`from_payload` rebuilds the predictor from."""

@@ -106,7 +106,12 @@ class LinearClassifier(Predictor):
         index = (z[:, 0] > 0).astype(np.intp) if self._binary else np.argmax(z, axis=1)
         return {"PredictedLabel": self.classes[index], "Score": _scores(z, self.score)}
 
-    def _predict_one(self, x: list[float]) -> Outputs:
+    def predict_row(self, row: Sequence[float]) -> Outputs:
+        if self._row_weights is not None and len(row) == len(self._row_weights[0]):
+            return self._predict_one(row)
+        return super().predict_row(row)
+
+    def _predict_one(self, x: Sequence[float]) -> Outputs:
         """:meth:`predict` for a single row, in Python floats (same maths, same tie rule)."""
         assert self._row_weights is not None
         z = [  # shapes were checked by the caller and at construction

@@ -1,0 +1,49 @@
+"""A test app that reports which thread ran each invocation (``servefn serve``'s inline path)."""
+
+import threading
+import time
+from typing import Any
+
+import azure.functions as func
+import numpy as np
+
+from servefn import Schema, column
+from servefn.azure import serve_http
+from servefn.predictors import Predictor
+from servefn.predictors.base import Outputs, Payload
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+class Pause(Schema):
+    seconds: float = column(0, name="seconds")
+
+
+class Where(Schema):
+    thread: str = column(name="thread")
+
+
+class ThreadName(Predictor):
+    """Sleeps the requested seconds (blocking, like a database call), answers its thread."""
+
+    kind = "test-thread-name"
+    dtype = np.float64
+
+    def predict(self, X: Any) -> Outputs:
+        time.sleep(float(X[:, 0].max()))
+        return {"thread": np.array([threading.current_thread().name] * len(X))}
+
+    def to_payload(self) -> Payload:
+        return Payload({}, {})
+
+    @classmethod
+    def from_payload(cls, params: Any, files: Any) -> "ThreadName":
+        return cls()
+
+
+app.route(route="where", methods=["POST"])(serve_http(Pause, Where)(ThreadName))
+
+
+@app.route(route="plain", methods=["GET"])
+def plain(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(threading.current_thread().name)

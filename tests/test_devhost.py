@@ -31,6 +31,7 @@ from servefn.devhost_routes import RouteTable, RouteTemplateError, compile_route
 APPS = Path(__file__).parent / "apps"
 SYNC_SETTINGS = ("FUNCTIONS_WORKER_RUNTIME", "DEVHOST_GREETING", "DEVHOST_PRESET", "DEVHOST_NUMBER")
 GUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 @contextmanager
@@ -497,3 +498,36 @@ def test_servefn_endpoints_run_on_the_event_loop_until_one_waits(
         assert ran_in(0.05) == loop_thread
     assert "'thread_name' waited" in caplog.text and "thread pool from now on" in caplog.text
     assert ran_in(0) != loop_thread
+
+
+def test_inline_answers_are_byte_for_byte_the_worker_path_answers() -> None:
+    """The inline path calls the endpoint without func.HttpRequest/HttpResponse in between;
+    every kind of answer must be what the function itself returns through the worker path."""
+    host = DevHost(APPS / "inline_app", port=0)
+    host.load()
+    app = host.asgi_app
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/api/double", {"json": {"seconds": 1.5}}),
+        ("POST", "/api/double", {"json": [{"seconds": 1}, {"seconds": 2}]}),
+        ("POST", "/api/double", {"json": {"seconds": 1}, "headers": {"Accept": "text/plain"}}),
+        ("POST", "/api/double", {"json": {"seconds": "x"}}),  # 422
+        ("POST", "/api/double", {"content": b"{", "headers": {"Content-Type": "text/xml"}}),
+        ("POST", "/api/double", {"content": b'{"seconds": 1', "headers": JSON_TYPE}),
+        ("GET", "/api/double?seconds=4&code=key", {}),
+        ("PUT", "/api/double", {"json": {"seconds": 1}}),  # the endpoint's own 405
+    ]
+
+    def answers() -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        found = []
+        for method, path, options in requests:
+            response = asgi_request(host, method, path, **options)
+            headers = sorted(response.headers.items())
+            found.append((response.status_code, headers, response.content))
+        return found
+
+    asgi_request(host, "POST", "/api/double", json={"seconds": 0})  # loads the model
+    inline = answers()
+    assert "double" not in app._pooled and "double" in app._endpoints
+    app._pooled.add("double")  # as after a call that waited: the worker path from now on
+    assert inline == answers()
+    assert [status for status, _, _ in inline] == [200, 200, 200, 422, 415, 400, 200, 405]

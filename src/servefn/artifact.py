@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from os import PathLike, fspath
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,7 @@ class LoadedModel:
         that also carries the output arrays.
         """
         first = type(records[0]) if records else None
-        same_features = (
-            isinstance(first, type)
-            and issubclass(first, Schema)
-            and first.__servefn_feature_names__ == self.input_schema.__servefn_feature_names__
-        )
+        same_features = first is not None and _same_features(first, self.input_schema)
         if same_features and len(records) == 1 and first.has_flat_features():  # type: ignore[union-attr]
             row = first.__servefn_getter__(records[0])  # type: ignore[union-attr]
             return Predictions(self.output_schema, self.predictor.predict_row(row))
@@ -96,6 +93,15 @@ class LoadedModel:
             ]
             matrix = self.input_schema.to_matrix(rows, self.predictor.dtype)
         return Predictions(self.output_schema, self.predictor.predict(matrix))
+
+
+@lru_cache(maxsize=256)
+def _same_features(record_type: type, schema: type[Schema]) -> bool:
+    """True when records of ``record_type`` are schema records with ``schema``'s features."""
+    return (
+        issubclass(record_type, Schema)
+        and record_type.__servefn_feature_names__ == schema.__servefn_feature_names__
+    )
 
 
 def write_model(

@@ -16,6 +16,7 @@ import inspect
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -37,7 +38,14 @@ from .loaders import ModelLoader, ModelSource, loader_for
 from .predictors import Predictor
 from .schema import Schema
 
-__all__ = ["add_health_routes", "endpoint_of", "serve_http", "to_request", "to_response"]
+__all__ = [
+    "add_health_routes",
+    "endpoint_of",
+    "plain_wrapper_endpoint",
+    "serve_http",
+    "to_request",
+    "to_response",
+]
 
 _AZURE_SCHEMES = ("blob://", "az://", "abfs://", "abfss://")
 ModelSpec = Union[str, "os.PathLike[str]", ModelLoader, ModelProvider, LoadedModel, None]
@@ -129,6 +137,24 @@ def _sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
         return to_response(endpoint.handle(to_request(req)))
 
     return handler
+
+
+_SYNC_WRAPPER_CODE = next(  # the code object of every function _sync_wrapper returns
+    c for c in _sync_wrapper.__code__.co_consts if isinstance(c, types.CodeType)
+)
+
+
+def plain_wrapper_endpoint(function: Any) -> Endpoint | None:
+    """The endpoint when ``function`` is serve_http's sync wrapper itself, else None.
+
+    A host may then call the endpoint directly with the same request data. A function that
+    only carries the attribute (``functools.wraps`` copies it to a decorator around the
+    wrapper) does not count: the decorator's own code must run.
+    """
+    endpoint = getattr(function, "__servefn_endpoint__", None)
+    if isinstance(endpoint, Endpoint) and getattr(function, "__code__", None) is _SYNC_WRAPPER_CODE:
+        return endpoint
+    return None
 
 
 def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:

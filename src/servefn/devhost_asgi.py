@@ -23,6 +23,7 @@ import functools
 import inspect
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -216,6 +217,8 @@ class FunctionsAsgiApp:
         self._max_body_size = max_body_size
         self._function_directory = function_directory
         self._endpoints = _servefn_endpoints(routes)
+        # servefn.http.Request, imported by the app already when it has endpoints
+        self._endpoint_request: Any = getattr(sys.modules.get("servefn.http"), "Request", None)
         self._pooled: set[str] = set()
         self._invocation_ids = _invocation_ids()
 
@@ -251,15 +254,46 @@ class FunctionsAsgiApp:
             return _problem(Problem(413, detail, headers={"Connection": "close"}))
         except _ClientDisconnected:
             return _problem(Problem(400, "The client disconnected before sending its body."))
+        params = _query_params(scope.get("query_string", b""))
+        endpoint = self._endpoints.get(match.target.name)
+        if endpoint is not None and self._runs_inline(match.target):
+            return self._answer_inline(match.target, endpoint, method, body, headers, params)
         request = func.HttpRequest(
             method,
             _request_url(scope, headers),
             headers=headers,
-            params=_query_params(scope.get("query_string", b"")),
+            params=params,
             route_params=dict(match.route_params),
             body=body,
         )
         return await self._invoke(match.target, request)
+
+    def _answer_inline(
+        self,
+        function: HttpFunction,
+        endpoint: Any,
+        method: str,
+        body: bytes,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> tuple[int, RawHeaders, bytes]:
+        """A serve_http function with its model in memory, answered on the event loop.
+
+        The function is serve_http's own wrapper, ``to_response(endpoint.handle(to_request(
+        req)))``; calling its endpoint with the same request data skips building the
+        ``func.HttpRequest`` and ``func.HttpResponse`` in between, and the bytes sent are the
+        same (tests compare both ways).
+        """
+        invocation_id = next(self._invocation_ids)
+        started = time.perf_counter()
+        request = self._endpoint_request(method.upper(), body, headers, params)
+        try:
+            answer = self._call_inline(function, endpoint.handle, request, started=started)
+            parts = _endpoint_parts(answer)
+        except Exception as exc:  # as in _invoke: a 500 with a logged id, never a crash
+            return self._failed(function, invocation_id, started, exc)
+        self._log_success(function, invocation_id, started)
+        return parts
 
     async def _read_body(self, content_length: str | None, receive: Receive) -> bytes:
         """Read the whole body, refusing early when it is (or is declared to be) too large."""
@@ -306,21 +340,34 @@ class FunctionsAsgiApp:
             if function.is_async:
                 result = await function.handler(**kwargs)
             elif self._runs_inline(function):
-                result = self._call_inline(function, kwargs, context, started)
+                result = self._call_inline(
+                    function, _call_in_thread, function.handler, kwargs, context, started=started
+                )
             else:
                 call = functools.partial(_call_in_thread, function.handler, kwargs, context)
                 result = await asyncio.get_running_loop().run_in_executor(None, call)
             parts = _response_parts(function, result if output is None else output.get())
         except Exception as exc:  # a failing function must become a 500, never crash the host
-            logger.error(
-                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)",
-                function.name,
-                invocation_id,
-                (time.perf_counter() - started) * 1000,
-                exc_info=exc,
-            )
-            detail = "The function failed. The server log has the details under this id."
-            return _problem(Problem(500, detail, error_id=invocation_id))
+            return self._failed(function, invocation_id, started, exc)
+        self._log_success(function, invocation_id, started)
+        return parts
+
+    @staticmethod
+    def _failed(
+        function: HttpFunction, invocation_id: str, started: float, exc: Exception
+    ) -> tuple[int, RawHeaders, bytes]:
+        logger.error(
+            "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)",
+            function.name,
+            invocation_id,
+            (time.perf_counter() - started) * 1000,
+            exc_info=exc,
+        )
+        detail = "The function failed. The server log has the details under this id."
+        return _problem(Problem(500, detail, error_id=invocation_id))
+
+    @staticmethod
+    def _log_success(function: HttpFunction, invocation_id: str, started: float) -> None:
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
@@ -328,7 +375,6 @@ class FunctionsAsgiApp:
                 invocation_id,
                 (time.perf_counter() - started) * 1000,
             )
-        return parts
 
     def _runs_inline(self, function: HttpFunction) -> bool:
         """True for a serve_http function whose model is in memory (and that never waited).
@@ -345,16 +391,12 @@ class FunctionsAsgiApp:
         )
 
     def _call_inline(
-        self,
-        function: HttpFunction,
-        kwargs: dict[str, Any],
-        context: InvocationContext | None,
-        started: float,
+        self, function: HttpFunction, call: Callable[..., Any], *args: Any, started: float
     ) -> Any:
         """Call on the event loop; a call that waited (I/O, sleep, a lock) moves to the pool."""
         cpu_started = time.thread_time()
         try:
-            return _call_in_thread(function.handler, kwargs, context)
+            return call(*args)
         finally:
             waited = (time.perf_counter() - started) - (time.thread_time() - cpu_started)
             if waited > INLINE_WAIT_LIMIT:
@@ -368,14 +410,37 @@ class FunctionsAsgiApp:
 
 
 def _servefn_endpoints(routes: RouteTable[HttpFunction]) -> dict[str, Any]:
-    """The serve_http endpoints behind the routed functions, by function name (found by duck
-    typing: servefn.http and its imports load only for apps that use it)."""
+    """The endpoints of the routed functions that are serve_http's own sync wrapper, by name.
+
+    Only an exact wrapper counts (a decorator around it may add behaviour the host must run).
+    Nothing is imported for an app that does not use serve_http.
+    """
+    azure = sys.modules.get("servefn.azure")
+    if azure is None:
+        return {}
     found = {}
     for function in routes.targets():
-        endpoint = getattr(function.handler, "__servefn_endpoint__", None)
-        if callable(getattr(endpoint, "model_in_memory", None)):
+        endpoint = azure.plain_wrapper_endpoint(function.handler)
+        if endpoint is not None:
             found[function.name] = endpoint
     return found
+
+
+def _endpoint_parts(response: Any) -> tuple[int, RawHeaders, bytes]:
+    """Status, headers and body of a servefn ``Response``, exactly as ``_response_parts``
+    makes them from the ``func.HttpResponse`` that ``servefn.azure.to_response`` builds."""
+    media, _, charset = response.media_type.partition("; charset=")
+    content_type = f"{media}; charset={charset or 'utf-8'}" if media.startswith("text/") else media
+    body: bytes = response.body
+    headers = [
+        (name.lower().encode("latin-1"), str(value).encode("latin-1"))
+        for name, value in response.headers.items()
+        if name.lower() not in _DROPPED_RESPONSE_HEADERS
+    ]
+    if not any(name == b"content-type" for name, _ in headers):
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    headers.append((b"content-length", str(len(body)).encode()))
+    return int(response.status), headers, body
 
 
 def _invocation_ids() -> Iterator[str]:

@@ -478,7 +478,7 @@ class Endpoint:
         if self.handler is None:
             return self._predict(model, parsed)
         result = self.handler(model, self._records(parsed))
-        if inspect.isawaitable(result):
+        if type(result) is not Predictions and inspect.isawaitable(result):
             raise ServefnError("the handler returned an awaitable; declare it with async def")
         return result
 
@@ -528,6 +528,12 @@ class Endpoint:
 
     def _output_rows(self, outputs: Any) -> list[dict[str, Any]]:
         """Normalise what a predictor or handler returned to JSON-ready output dicts."""
+        if type(outputs) is dict or type(outputs) is Predictions:  # the usual: no ABC checks
+            arrays: Mapping[str, Any] = (
+                outputs.arrays if isinstance(outputs, Predictions) else outputs
+            )
+            _check_finite(arrays)
+            return self.output_schema.records_from_arrays(arrays)
         if isinstance(outputs, Predictions):
             outputs = outputs.arrays
         if isinstance(outputs, Mapping):

@@ -8,6 +8,7 @@ prediction is one matrix product. Serving needs neither scikit-learn nor pickle.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -115,7 +116,7 @@ class LinearClassifier(Predictor):
         """:meth:`predict` for a single row, in Python floats (same maths, same tie rule)."""
         assert self._row_weights is not None
         z = [  # shapes were checked by the caller and at construction
-            sum([a * w for a, w in zip(x, column)], bias)  # noqa: B905
+            sum(map(operator.mul, x, column), bias)
             for column, bias in zip(self._row_weights, self._row_bias)  # noqa: B905
         ]
         index = int(z[0] > 0) if self._binary else z.index(max(z))

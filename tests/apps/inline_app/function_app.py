@@ -47,3 +47,25 @@ app.route(route="where", methods=["POST"])(serve_http(Pause, Where)(ThreadName))
 @app.route(route="plain", methods=["GET"])
 def plain(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(threading.current_thread().name)
+
+
+class Doubled(Schema):
+    twice: float = column(name="twice")
+
+
+class Double(Predictor):
+    kind = "test-double"
+    dtype = np.float64
+
+    def predict(self, X: Any) -> Outputs:
+        return {"twice": X[:, 0] * 2}
+
+    def to_payload(self) -> Payload:
+        return Payload({}, {})
+
+    @classmethod
+    def from_payload(cls, params: Any, files: Any) -> "Double":
+        return cls()
+
+
+app.route(route="double", methods=["GET", "POST", "PUT"])(serve_http(Pause, Doubled)(Double))

@@ -150,6 +150,7 @@ class Endpoint:
         self._many: TypeAdapter[list[Schema]] = TypeAdapter(batch)
         names = {c.name for c in input_schema.columns()} | set(input_schema.model_fields)
         self._accepts_instances = "instances" not in names
+        self._required_fields = sum(f.is_required() for f in input_schema.model_fields.values())
         wrapper = create_model(  # {"instances": [...]}
             "Instances", __config__=ConfigDict(extra="forbid"), instances=(batch, ...)
         )
@@ -384,16 +385,20 @@ class Endpoint:
             errors=[{"type": "model_type", "loc": [], "msg": "expected an object or an array"}],
         )
 
-    @staticmethod
-    def _refuse_duplicate_keys(body: bytes, records: Sequence[Schema], wrapper_keys: int) -> None:
+    def _refuse_duplicate_keys(
+        self, body: bytes, records: Sequence[Schema], wrapper_keys: int
+    ) -> None:
         """400 when an object repeats a key (JSON parsers keep the last value silently).
 
         Every key is followed by a colon, and each key set a field: with no more colons than
         fields set there is no room for a repeat, and nothing else is checked. Otherwise (a
         repeat, a colon inside a string, or an ignored key) jiter parses the body and decides.
         """
-        keys = wrapper_keys + sum(map(len, map(_FIELDS_SET, records)))
-        if body.count(b":") > keys:
+        required = self._required_fields
+        colons = body.count(b":")
+        if colons <= wrapper_keys + len(records) * required:  # each record set all required
+            return
+        if colons > wrapper_keys + sum(map(len, map(_FIELDS_SET, records))):
             _parse_strictly(body)
 
     def _validate_one(self, document: Any, prefix: tuple[str | int, ...]) -> Schema:

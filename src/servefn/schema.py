@@ -16,6 +16,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from operator import attrgetter
 from os import PathLike
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
@@ -229,6 +230,10 @@ class Schema(BaseModel):
         Predictors that compute in float64 ask for it, to save a conversion.
         """
         features = cls.__servefn_getter__
+        if cls.__servefn_flat__:  # one number per feature: straight into the array, no rows
+            n, k = len(records), len(cls.__servefn_feature_names__)
+            values = chain.from_iterable(map(features, records))
+            return np.fromiter(values, dtype, count=n * k).reshape(n, k)
         return _matrix(cls, [features(r) for r in records], dtype)
 
     @classmethod

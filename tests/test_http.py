@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from servefn import Schema, column, read_model
 from servefn.artifact import LoadedModel, write_model
 from servefn.azure import add_health_routes, endpoint_of, serve_http
+from servefn.loaders import Fetched, MemoryLoader
 from servefn.predictors import Predictor
 from servefn.predictors.base import Outputs, Payload
 from servefn.predictors.linear import LinearClassifier
@@ -54,8 +56,10 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_handler(model_path: Path, **options: Any) -> Any:
-    @serve_http(Flower, Answer, model=str(model_path), **options)
+def make_handler(model_path: Path | MemoryLoader, **options: Any) -> Any:
+    model = model_path if isinstance(model_path, MemoryLoader) else str(model_path)
+
+    @serve_http(Flower, Answer, model=model, **options)
     def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
         return model.predict(inputs)
 
@@ -319,6 +323,36 @@ def test_one_row_matches_the_same_row_in_a_batch(model_path: Path) -> None:
         one = json.loads(call(handler, body=flower, headers=JSON_HEADERS).get_body())
         assert one["PredictedLabel"] == expected["PredictedLabel"]
         assert one["Score"] == pytest.approx(expected["Score"], rel=1e-12, abs=1e-15)
+
+
+class HangingLoader(MemoryLoader):
+    """Storage that hangs on every check after the first until ``gate`` opens."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.gate, self.entered, self.done = threading.Event(), threading.Event(), threading.Event()
+
+    def fetch(self, etag: str | None = None) -> Fetched | None:
+        if self.fetches:
+            self.entered.set()
+            assert self.gate.wait(30)
+        try:
+            return super().fetch(etag)
+        finally:
+            if self.entered.is_set():
+                self.done.set()
+
+
+def test_serve_http_checks_for_new_models_without_making_requests_wait(model_path: Path) -> None:
+    loader = HangingLoader(model_path.read_bytes())
+    handler = make_handler(loader, refresh_after=0)  # a check is due on every request
+    assert call(handler, body=ONE, headers=JSON_HEADERS).status_code == 200  # the first load
+    answers = [call(handler, body=ONE, headers=JSON_HEADERS).status_code for _ in range(20)]
+    assert answers == [200] * 20
+    assert loader.entered.wait(30) and not loader.done.is_set()  # the check still hangs
+    assert loader.fetches == 1  # one check under way, no pile-up behind it
+    loader.gate.set()
+    assert loader.done.wait(30)
 
 
 def test_wrapper_is_indexable_by_the_functions_worker(model_path: Path) -> None:

@@ -39,6 +39,12 @@ class GatedLoader(MemoryLoader):
         return super().fetch(etag)
 
 
+def refuse_v2(data: bytes) -> str:
+    if data == b"v2":
+        raise ValueError("v2 is refused")
+    return parse_text(data)
+
+
 def source_for(loader: MemoryLoader, clock: Clock, **options: Any) -> ModelSource[str]:
     return ModelSource(loader, parse=parse_text, clock=clock, **options)
 
@@ -137,6 +143,52 @@ def test_due_refresh_is_one_check_while_everyone_else_is_served() -> None:
     assert results[-1] == "v2"  # the checking caller gets the new model
     assert source.get() == "v2"
     assert source.stats.loads == 2
+
+
+def test_background_refresh_never_makes_a_caller_wait() -> None:
+    """With refresh_in_background, the caller that finds a check due gets the current model at
+    once; one thread checks, downloads and parses, and the new model follows."""
+    loader, clock = GatedLoader(b"v1"), Clock()
+    source = source_for(loader, clock, refresh_after=10, refresh_in_background=True)
+    assert not source.in_memory()
+    assert source.get() == "v1"  # the first load is waited for
+    assert source.in_memory()
+    loader.set(b"v2")
+    clock.advance(10)
+    loader.gate.clear()  # storage hangs
+    loader.entered.clear()
+    assert source.get() == "v1"  # due: answered at once, the check starts in a thread
+    assert loader.entered.wait(WAIT)
+    assert [source.get() for _ in range(100)] == ["v1"] * 100  # no second check meanwhile
+    assert source.in_memory()  # a host may keep calling it on its event loop
+    assert not source.wait_for_refresh(0.01)  # still hanging
+    loader.gate.set()
+    assert source.wait_for_refresh(WAIT)
+    assert source.get() == "v2"
+    assert (loader.fetches, loader.downloads, source.stats.loads) == (2, 2, 2)
+
+
+def test_a_failed_background_refresh_keeps_the_model_and_backs_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loader, clock = MemoryLoader(b"v1"), Clock()
+    source = ModelSource(
+        loader, parse=refuse_v2, clock=clock, refresh_after=10, refresh_in_background=True
+    )
+    assert source.get() == "v1"
+    loader.set(b"v2")  # refused by the parser
+    clock.advance(10)
+    with caplog.at_level(logging.WARNING, logger="servefn.loaders"):
+        assert source.get() == "v1"
+        assert source.wait_for_refresh(WAIT)
+    assert source.stats.failures == 1 and "keeping version" in caplog.text
+    assert source.info()["state"] == "stale"
+    assert source.get() == "v1"  # backing off: no new check right away
+    assert source.wait_for_refresh(WAIT)
+    assert loader.fetches == 2
+    clock.advance(10)
+    assert source.get() == "v1" and source.wait_for_refresh(WAIT)
+    assert loader.fetches == 3
 
 
 def test_changed_artifact_is_swapped_in_after_refresh() -> None:

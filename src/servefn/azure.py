@@ -73,7 +73,8 @@ def serve_http(
     a URL (``blob://``, ``az://``, any fsspec URL), a loader, a ``ModelSource`` or a loaded
     model. ``connection`` names the app setting (or identity-based prefix) for Azure URLs, as
     on a Functions binding. The model is loaded once, on the first request (or at import with
-    ``warm=True``), and checked for a new version at most every ``refresh_after`` seconds.
+    ``warm=True``), and checked for a new version at most every ``refresh_after`` seconds, in
+    a background thread: requests keep the current model until a new one is ready.
     ``trusted`` names extra types a scikit-learn (skops) model may contain; ``allow_pickle``
     admits a model saved with pickle. Both are off by default: a model file never runs code.
 
@@ -270,7 +271,12 @@ def _provider(
     if model is None:
         raise ServefnError("serve_http needs model=...: a path, a URL or a loader")
     return ModelSource(
-        model, parse=parse, refresh_after=refresh_after, sha256=sha256, cache_dir=cache_dir
+        model,
+        parse=parse,
+        refresh_after=refresh_after,
+        sha256=sha256,
+        cache_dir=cache_dir,
+        refresh_in_background=True,  # no request waits for a check once a model is loaded
     )
 
 

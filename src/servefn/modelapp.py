@@ -101,7 +101,9 @@ class ModelApp:
     def load(cls, location: str | os.PathLike[str], *, connection: str | None = None) -> ModelApp:
         """Load the model now (its schemas shape the routes); :class:`DevHostError` if it
         cannot be loaded, with the reason."""
-        source = ModelSource(model_loader(os.fspath(location), connection))
+        source = ModelSource(
+            model_loader(os.fspath(location), connection), refresh_in_background=True
+        )
         try:
             model = source.warm()
         except ServefnError:

@@ -3,7 +3,9 @@
 Hot path: ``get()`` reads the current model and compares the monotonic clock with the time of
 the next check; no lock, no I/O. When a check is due, the one caller that takes the lock asks
 the loader whether the artifact changed (a conditional request) while every other caller keeps
-getting the current model. A changed artifact is verified and parsed before it replaces the
+getting the current model; with ``refresh_in_background=True`` (what ``serve_http`` uses) that
+caller only starts a thread that does it, so no request ever waits for storage once a model is
+loaded. A changed artifact is verified and parsed before it replaces the
 current one in a single assignment; a failed check or a refused artifact keeps the last good
 model and backs off. Before the first model, callers wait for one shared load, and a failed
 load raises :class:`ModelUnavailable` until its retry time without touching storage again.
@@ -89,6 +91,10 @@ class ModelSource(Generic[T]):
     backoff_initial, backoff_max:
         Retry delays after consecutive failures: ``backoff_initial`` doubling up to
         ``backoff_max`` seconds; with a model loaded, never sooner than ``refresh_after``.
+    refresh_in_background:
+        Run due checks (and the download and parse of a new artifact) in a background thread
+        while ``get()`` keeps returning the current model, instead of in the ``get()`` call
+        that finds the check due. The first load is always waited for.
     clock:
         Monotonic clock in seconds (injectable for tests).
     """
@@ -104,6 +110,7 @@ class ModelSource(Generic[T]):
         cache_dir: str | PathLike[str] | None = None,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
+        refresh_in_background: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
 
@@ -118,6 +125,7 @@ class ModelSource(Generic[T]):
         cache_dir: str | PathLike[str] | None = None,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
+        refresh_in_background: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
 
@@ -131,6 +139,7 @@ class ModelSource(Generic[T]):
         cache_dir: str | PathLike[str] | None = None,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
+        refresh_in_background: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if refresh_after < 0 or backoff_initial <= 0 or backoff_max < backoff_initial:
@@ -154,6 +163,8 @@ class ModelSource(Generic[T]):
         self._cache_dir = cache_dir
         self._cache: DiskCache | None = None
         self._clock = clock
+        self._background = refresh_in_background
+        self._refresher: threading.Thread | None = None
         self._lock = threading.Lock()
         self._current: _Current[T] | None = None
         self._next_check = -math.inf
@@ -173,12 +184,26 @@ class ModelSource(Generic[T]):
         if current is not None and self._clock() < self._next_check:
             return current.model
         if current is not None:
+            if self._background:
+                self._start_refresh()
+                return current.model
             return self._refresh(current)
         return self._load()
 
     def in_memory(self) -> bool:
-        """True when :meth:`get` would answer from memory: a model is loaded, no check is due."""
-        return self._current is not None and self._clock() < self._next_check
+        """True when :meth:`get` would answer from memory: a model is loaded, and no check is
+        due or checks run in the background."""
+        if self._current is None:
+            return False
+        return self._background or self._clock() < self._next_check
+
+    def wait_for_refresh(self, timeout: float | None = None) -> bool:
+        """Wait for a background check under way, if any; False if it is still running."""
+        refresher = self._refresher
+        if refresher is not None:
+            refresher.join(timeout)
+            return not refresher.is_alive()
+        return True
 
     def warm(self) -> T:
         """Load now (at start-up) rather than on the first request; same result as :meth:`get`."""
@@ -232,6 +257,34 @@ class ModelSource(Generic[T]):
             if self._clock() >= self._next_check:
                 self._check(current)
             return (self._current or current).model
+        finally:
+            self._lock.release()
+
+    def _start_refresh(self) -> None:
+        """Start the due check in a thread unless one (or the first load) is under way."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            current = self._current
+            if current is None or self._clock() < self._next_check:
+                self._lock.release()
+                return
+            thread = threading.Thread(
+                target=self._refresh_then_release,
+                args=(current,),
+                name="servefn-model-refresh",
+                daemon=True,
+            )
+            self._refresher = thread
+            thread.start()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _refresh_then_release(self, current: _Current[T]) -> None:
+        """The background check; the lock taken by :meth:`_start_refresh` is released here."""
+        try:
+            self._check(current)
         finally:
             self._lock.release()
 

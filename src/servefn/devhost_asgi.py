@@ -7,6 +7,11 @@ case-insensitively, full URL), handed to the function under its trigger argument
 functions in a thread pool, async ones awaited), and the returned ``func.HttpResponse`` is sent
 back with the Content-Type the worker derives from mimetype and charset.
 
+One exception, for speed: a function that is ``serve_http``'s own sync wrapper, whose model is
+in memory, is answered on the event loop by calling its endpoint with the same request data
+(the same bytes go out; the thread-pool hand-off cost a third of the request rate). If such a
+call ever waits (blocking I/O in a custom handler), that function goes to the pool for good.
+
 Errors are RFC 9457 ``application/problem+json`` bodies that never echo request values: 404 no
 route, 405 wrong method (with ``Allow``), 413 body over the limit (refused from Content-Length
 before reading), 500 function failure (generic text plus the invocation id that the log carries

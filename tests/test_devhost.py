@@ -475,6 +475,29 @@ def test_route_table_prefers_constrained_parameters_and_falls_back_to_catch_all(
     assert table.match("GET", "/elsewhere") is None
 
 
+def test_literal_route_lookup_finds_what_the_full_scan_finds() -> None:
+    """Parameterless routes are looked up by path before the scan; same answers as the scan."""
+    entries = [
+        (compile_route("api/Predict"), ["POST"], "predict"),
+        (compile_route("api/predict"), ["GET"], "predict-get"),  # same path, other method
+        (compile_route("api/health"), ["GET"], "health"),
+        (compile_route("api/{name:alpha}"), ["PUT"], "by-name"),
+        (compile_route("api/items/{*rest}"), (), "catch-all"),
+        (compile_route("api/items/list"), [], "list"),
+        (compile_route(""), ["GET"], "root"),
+    ]
+    table = RouteTable(entries)
+    scan_only = RouteTable(entries)
+    scan_only._literal = {}
+    paths = ["/api/Predict", "/API/PREDICT/", "/api/predict//", "/api/health", "/api/Health/",
+             "/api/items/list", "/api/items/list/", "/api/items/other", "/api/other", "/", "",
+             "/api/predic", "/api/predict/x", "/api/K", "/api/heal\u212at"]  # fmt: skip
+    for method in ("GET", "POST", "PUT", "DELETE", "get"):
+        for path in paths:
+            assert table.match(method, path) == scan_only.match(method, path), (method, path)
+    assert table._literal  # the lookup is in use
+
+
 def test_servefn_endpoints_run_on_the_event_loop_until_one_waits(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

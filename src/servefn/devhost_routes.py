@@ -307,6 +307,7 @@ class RouteTable(Generic[T]):
         ]
         routes.sort(key=lambda entry: (entry[0].precedence, entry[0].template.lower()))
         self._routes = routes
+        self._literal = _literal_index(routes)
 
     def targets(self) -> list[T]:
         """Every route's target, in matching order."""
@@ -317,6 +318,9 @@ class RouteTable(Generic[T]):
 
         An empty method set means every method is accepted.
         """
+        for methods, target in self._literal.get(_literal_key(path), ()):
+            if not methods or method.upper() in methods:
+                return RouteMatch(target, {}, ())
         allowed: set[str] = set()
         for route, methods, target in self._routes:
             params = route.match(path)
@@ -328,3 +332,30 @@ class RouteTable(Generic[T]):
         if allowed:
             return RouteMatch(None, {}, tuple(sorted(allowed)))
         return None
+
+
+def _literal_key(path: str) -> str:
+    """A path as parameterless routes match it: any case, one optional '/' at the end."""
+    return (path[:-1] if path.endswith("/") else path).lower()
+
+
+def _literal_index(
+    routes: list[tuple[CompiledRoute, frozenset[str], T]],
+) -> dict[str, list[tuple[frozenset[str], T]]]:
+    """Routes without parameters by the one path they match, for a lookup before the scan.
+
+    A path is indexed only when no route earlier in matching order (a parameter route with
+    better precedence) matches it too, so the lookup finds what the scan would find first.
+    """
+    index: dict[str, list[tuple[frozenset[str], T]]] = {}
+    shadowed: set[str] = set()
+    for position, (route, methods, target) in enumerate(routes):
+        if route.parameters:
+            continue
+        trimmed = route.template.strip().lstrip("~").strip("/")
+        key = _literal_key("/" + trimmed if trimmed else "")
+        earlier = routes[:position]
+        if any(r.parameters and r.match(key) is not None for r, _, _ in earlier):
+            shadowed.add(key)
+        index.setdefault(key, []).append((methods, target))
+    return {key: entries for key, entries in index.items() if key not in shadowed}

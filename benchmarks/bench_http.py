@@ -99,7 +99,7 @@ def _wait_until_predicting(url: str, process: subprocess.Popen[bytes], log: Path
 
 def run(quick: bool = False) -> list[Row]:
     """Start the three servers, load each in turns, and compare rates and latencies."""
-    rounds, seconds = (1, 1.0) if quick else (3, 4.0)
+    rounds, seconds = (1, 1.0) if quick else (5, 4.0)
     names = ("servefn", "bare", "fastapi")
     results: dict[str, list[LoadResult]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="servefn-bench-http-") as logs, ExitStack() as stack:

@@ -126,12 +126,11 @@ def _problem(problem: Problem) -> tuple[int, RawHeaders, bytes]:
 
 def _request_headers(scope: Scope) -> dict[str, str]:
     """Header names lower-cased, repeated headers joined with "," (ASP.NET StringValues)."""
-    grouped: dict[str, list[str]] = {}
+    headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
-        grouped.setdefault(raw_name.decode("latin-1").lower(), []).append(
-            raw_value.decode("latin-1")
-        )
-    return {name: ",".join(values) for name, values in grouped.items()}
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
 
 
 def _query_params(query_string: bytes) -> dict[str, str]:

@@ -149,7 +149,7 @@ def run(quick: bool = False) -> list[Row]:
             met=sdca_accuracy >= logreg_accuracy - 0.02,
         )
     )
-    return rows + scaling_rows(sdca, repeat=1 if quick else 3)
+    return rows + scaling_rows(sdca, repeat=1 if quick else 5)
 
 
 def scaling_rows(sdca: Callable[..., Any], repeat: int) -> list[Row]:
@@ -158,21 +158,24 @@ def scaling_rows(sdca: Callable[..., Any], repeat: int) -> list[Row]:
     estimator = sdca(
         max_iterations=SCALING_EPOCHS, l2_regularization=1e-4, convergence_tolerance=1e-9
     )
-    per_row_epoch: list[float] = []
-    rows = []
-    for n in SCALING_ROWS:
-        times, model = timed(partial(estimator.fit, X[:n], y[:n]), repeat)
-        per_row_epoch.append(statistics.median(times) / (n * model.n_iter_) * 1e9)
-        rows.append(
-            row(
-                f"T6 SDCA time per row-epoch, {n:,} rows",
-                per_row_epoch[-1],
-                "ns",
-                target="linear",
-                met=per_row_epoch[-1] <= per_row_epoch[0] * LINEAR_SLACK,
-            )
+    times: dict[int, list[float]] = {n: [] for n in SCALING_ROWS}
+    epochs: dict[int, int] = {}
+    for _ in range(repeat):  # sizes take turns, so background load falls on all of them alike
+        for n in SCALING_ROWS:
+            found, model = timed(partial(estimator.fit, X[:n], y[:n]), 1)
+            times[n] += found
+            epochs[n] = model.n_iter_
+    per_row_epoch = [min(times[n]) / (n * epochs[n]) * 1e9 for n in SCALING_ROWS]
+    return [
+        row(
+            f"T6 SDCA time per row-epoch, {n:,} rows (fastest of {repeat})",
+            cost,
+            "ns",
+            target="linear",
+            met=cost <= per_row_epoch[0] * LINEAR_SLACK,
         )
-    return rows
+        for n, cost in zip(SCALING_ROWS, per_row_epoch, strict=True)
+    ]
 
 
 if __name__ == "__main__":

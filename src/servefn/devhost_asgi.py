@@ -9,8 +9,8 @@ back with the Content-Type the worker derives from mimetype and charset.
 
 One exception, for speed: a function that is ``serve_http``'s own sync wrapper, whose model is
 in memory, is answered on the event loop by calling its endpoint with the same request data
-(the same bytes go out; the thread-pool hand-off cost a third of the request rate). If such a
-call ever waits (blocking I/O in a custom handler), that function goes to the pool for good.
+(the same bytes go out; the thread-pool hand-off cost a third of the request rate). If its calls
+wait (blocking I/O in a custom handler) three times, that function goes to the pool for good.
 
 Errors are RFC 9457 ``application/problem+json`` bodies that never echo request values: 404 no
 route, 405 wrong method (with ``Allow``), 413 body over the limit (refused from Content-Length
@@ -54,7 +54,10 @@ RawHeaders = list[tuple[bytes, bytes]]
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 """The Functions host's request body limit (100 MB)."""
 INLINE_WAIT_LIMIT = 0.020
-"""Seconds an inline call may spend not running (waiting) before its function moves to the pool."""
+"""Seconds an inline call may spend not running (waiting) without counting as a wait."""
+INLINE_WAITS_ALLOWED = 2
+"""Waits a function may have on the event loop; one more sends it to the pool for good (one
+wait alone can be the machine descheduling the server, not the function blocking)."""
 
 logger = logging.getLogger("servefn.devhost")
 
@@ -224,6 +227,7 @@ class FunctionsAsgiApp:
         # servefn.http.Request, imported by the app already when it has endpoints
         self._endpoint_request: Any = getattr(sys.modules.get("servefn.http"), "Request", None)
         self._pooled: set[str] = set()
+        self._waits: dict[str, int] = {}
         self._invocation_ids = _invocation_ids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -404,13 +408,20 @@ class FunctionsAsgiApp:
         finally:
             waited = (time.perf_counter() - started) - (time.thread_time() - cpu_started)
             if waited > INLINE_WAIT_LIMIT:
-                self._pooled.add(function.name)
-                logger.warning(
-                    "function %r waited %.0f ms while running on the event loop (blocking I/O "
-                    "in its handler?); it runs in the thread pool from now on",
-                    function.name,
-                    waited * 1000,
-                )
+                self._count_wait(function.name, waited)
+
+    def _count_wait(self, name: str, waited: float) -> None:
+        waits = self._waits[name] = self._waits.get(name, 0) + 1
+        if waits <= INLINE_WAITS_ALLOWED:
+            return
+        self._pooled.add(name)
+        logger.warning(
+            "function %r waited %.0f ms while running on the event loop, %d times (blocking "
+            "I/O in its handler?); it runs in the thread pool from now on",
+            name,
+            waited * 1000,
+            waits,
+        )
 
 
 def _servefn_endpoints(routes: RouteTable[HttpFunction]) -> dict[str, Any]:

@@ -242,6 +242,10 @@ def test_handler_outputs_may_be_dicts_records_or_arrays(model_path: Path) -> Non
     for variant in variants:
         response = call(returning(variant), body=[ONE, ONE], headers=JSON_HEADERS)
         assert json.loads(response.get_body()) == [{"PredictedLabel": "x", "Score": [1.0]}] * 2
+    one = {"PredictedLabel": "x", "Score": [0.25, 0.75]}  # one record, not arrays
+    for value in (one, Answer.model_validate(one)):
+        response = call(returning(lambda m, i, v=value: v), body=ONE, headers=JSON_HEADERS)
+        assert json.loads(response.get_body()) == one
     broken = call(returning(lambda m, i: [{"Wrong": 1}]), body=ONE, headers=JSON_HEADERS)
     assert broken.status_code == 500
 

@@ -536,18 +536,12 @@ class Endpoint:
 
     def _output_rows(self, outputs: Any) -> list[dict[str, Any]]:
         """Normalise what a predictor or handler returned to JSON-ready output dicts."""
-        if type(outputs) is dict or type(outputs) is Predictions:  # the usual: no ABC checks
-            arrays: Mapping[str, Any] = (
-                outputs.arrays if isinstance(outputs, Predictions) else outputs
-            )
-            _check_finite(arrays)
-            return self.output_schema.records_from_arrays(arrays)
         if isinstance(outputs, Predictions):
             outputs = outputs.arrays
-        if isinstance(outputs, Mapping):
+        if isinstance(outputs, Mapping) and not _one_record(outputs):  # arrays, one per column
             _check_finite(outputs)
             return self.output_schema.records_from_arrays(outputs)
-        if isinstance(outputs, (Schema, dict)):
+        if isinstance(outputs, (Schema, Mapping)):
             outputs = [outputs]
         if not isinstance(outputs, Sequence):
             raise ServefnError(
@@ -674,6 +668,15 @@ def _loc(parts: Sequence[str | int]) -> list[str | int]:
         p if isinstance(p, int) or len(p) <= _MAX_LOC_TEXT else p[: _MAX_LOC_TEXT - 3] + "..."
         for p in parts
     ]
+
+
+def _one_record(outputs: Mapping[str, Any]) -> bool:
+    """True when a mapping a handler returned is one output record (some value is a scalar),
+    not output arrays (every value has one entry per row)."""
+    return any(isinstance(v, _SCALARS) or v is None for v in outputs.values())
+
+
+_SCALARS = (str, bytes, int, float, np.generic)
 
 
 def _check_finite(outputs: Mapping[str, Any]) -> None:

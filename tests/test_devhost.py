@@ -556,3 +556,15 @@ def test_inline_answers_are_byte_for_byte_the_worker_path_answers() -> None:
     app._pooled.add("double")  # as after a call that waited: the worker path from now on
     assert inline == answers()
     assert [status for status, _, _ in inline] == [200, 200, 200, 422, 415, 400, 200, 405]
+
+
+def test_sync_handlers_may_run_their_own_event_loop_on_the_inline_path() -> None:
+    """asyncio.run() in a sync handler works in the worker's pool threads; it must work when
+    servefn serve calls the function on its event loop's thread too."""
+    host = DevHost(APPS / "inline_app", port=0)
+    host.load()
+    for seconds in (1, 2, 3):  # the first call may load; the later ones run inline
+        response = asgi_request(host, "POST", "/api/own_loop", json={"seconds": seconds})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"twice": seconds * 2}
+    assert "_run_own_loop" in host.asgi_app._endpoints and not host.asgi_app._pooled

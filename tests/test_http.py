@@ -11,6 +11,7 @@ from typing import Any
 
 import azure.functions as func
 import numpy as np
+import pydantic
 import pytest
 
 from servefn import Schema, column, read_model
@@ -514,3 +515,110 @@ def test_large_batches_pause_the_collector_and_restore_it(model_path: Path) -> N
         assert not gc.isenabled()  # an app that turned it off keeps it off
     finally:
         gc.enable()
+
+
+class Mixed(Schema):
+    """Features of every scalar kind, one of them optional."""
+
+    a: float = column(0, name="a")
+    n: int = column(1, name="n")
+    b: float | None = column(2, name="b", default=None)
+
+
+class Nothing(Schema):
+    """No feature at all: a handler works from the label alone."""
+
+    tag: str | None = column(0, name="tag", role="label", default=None)
+
+
+class Counted(Schema):
+    rows: float = column(name="rows")
+
+
+class CountRows(Predictor):
+    """Answers, for every row, the number of rows in the batch (features are not used)."""
+
+    kind = "test-count-rows"
+    dtype = np.float64
+
+    def predict(self, X: Any) -> Outputs:
+        return {"rows": np.full(len(X), float(len(X)))}
+
+    def to_payload(self) -> Payload:
+        return Payload({}, {})
+
+    @classmethod
+    def from_payload(cls, params: Any, files: Any) -> CountRows:
+        return cls()
+
+
+def test_one_row_and_a_batch_of_one_get_the_same_answer_for_every_feature_kind() -> None:
+    """The one-row shortcut (plain floats) must not change any answer: ints, a missing
+    optional value, an int beyond any float, and a schema without features."""
+    built_in = serve_http(Mixed, Counted)(CountRows())
+    model = LoadedModel(CountRows(), Nothing, Counted, {}, "0" * 64, 0)
+
+    @serve_http(Nothing, Counted, model=model)
+    def no_features(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return model.predict(inputs)
+
+    cases: list[tuple[Any, dict[str, Any], int]] = [
+        (built_in, {"a": 1.5, "n": 2, "b": 0.5}, 200),
+        (built_in, {"a": 1.5, "n": 2}, 422),  # b is missing: NaN is refused, one row or many
+        (built_in, {"a": 1.5, "n": 2, "b": None}, 422),
+        (built_in, {"a": 1.5, "n": 10**400, "b": 0.5}, 422),  # out of the float32 range
+        (no_features, {"tag": "x"}, 200),
+    ]
+    for handler, record, status in cases:
+        one = call(handler, body=json.dumps(record), headers=JSON_HEADERS)
+        many = call(handler, body=json.dumps([record]), headers=JSON_HEADERS)
+        assert (one.status_code, many.status_code) == (status, status), record
+        if status == 200:
+            assert [json.loads(one.get_body())] == json.loads(many.get_body())
+        else:
+            assert problem(one)["errors"][0]["loc"][-1] == problem(many)["errors"][0]["loc"][-1]
+
+
+def test_handler_outputs_are_counted_and_extra_keys_ignored(model_path: Path) -> None:
+    def returning(value: Any) -> Any:
+        @serve_http(Flower, Answer, model=str(model_path))
+        def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+            return value(model, inputs)
+
+        return predict
+
+    with_metadata = returning(lambda m, i: {**m.predict(i).arrays, "n_rows": len(i)})
+    response = call(with_metadata, body=[ONE, SETOSA], headers=JSON_HEADERS)
+    assert [r["PredictedLabel"] for r in json.loads(response.get_body())] == [
+        "Iris-virginica",
+        "Iris-setosa",
+    ]
+    one_for_three = returning(lambda m, i: {"PredictedLabel": "x", "Score": [1.0]})
+    assert call(one_for_three, body=[ONE] * 3, headers=JSON_HEADERS).status_code == 500
+
+
+def test_instances_may_be_spelled_with_escapes_and_validators_get_strict_key_checks(
+    model_path: Path,
+) -> None:
+    handler = make_handler(model_path)
+    body = '{"\\u0069nstances": [' + json.dumps(ONE) + "]}"
+    response = call(handler, body=body, headers=JSON_HEADERS)
+    assert response.status_code == 200
+    assert json.loads(response.get_body())["predictions"][0]["PredictedLabel"] == "Iris-virginica"
+
+    class Derived(Schema):
+        """b may be filled from a by a validator: a key count proves nothing here."""
+
+        a: float = column(0, name="a")
+        b: float = column(1, name="b")
+
+        @pydantic.model_validator(mode="before")
+        @classmethod
+        def fill_b(cls, data: Any) -> Any:
+            return {"b": data.get("a"), **data} if isinstance(data, dict) else data
+
+    derived = serve_http(Derived, Counted)(CountRows())
+    assert call(derived, body='{"a": 1}', headers=JSON_HEADERS).status_code == 200
+    duplicate = call(derived, body='{"a": 1, "a": 2}', headers=JSON_HEADERS)
+    assert duplicate.status_code == 400
+    assert "duplicate key" in problem(duplicate)["detail"]

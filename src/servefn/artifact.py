@@ -76,8 +76,8 @@ class LoadedModel:
         """
         first = type(records[0]) if records else None
         same_features = first is not None and _same_features(first, self.input_schema)
-        if same_features and len(records) == 1 and first.has_flat_features():  # type: ignore[union-attr]
-            row = first.__servefn_getter__(records[0])  # type: ignore[union-attr]
+        row = first.feature_row(records[0]) if same_features and len(records) == 1 else None  # type: ignore[union-attr]
+        if row:  # one row of plain floats: no 1-row matrix
             return Predictions(self.output_schema, self.predictor.predict_row(row))
         reuse = getattr(records, "matrix", None) if type(records) is Records else None
         if same_features and reuse is not None and reuse.dtype == self.predictor.dtype:

@@ -154,6 +154,7 @@ class Endpoint:
         names = {c.name for c in input_schema.columns()} | set(input_schema.model_fields)
         self._accepts_instances = "instances" not in names
         self._required_fields = sum(f.is_required() for f in input_schema.model_fields.values())
+        self._keys_are_fields = _keys_are_fields(input_schema)
         wrapper = create_model(  # {"instances": [...]}
             "Instances", __config__=ConfigDict(extra="forbid"), instances=(batch, ...)
         )
@@ -244,13 +245,12 @@ class Endpoint:
         if parsed.matrix is None and not self._numeric_features:
             return parsed
         records = parsed.records or []
-        if len(records) == 1 and parsed.matrix is None and self.input_schema.has_flat_features():
-            row = self.input_schema.__servefn_getter__(records[0])
+        row = self.input_schema.feature_row(records[0]) if len(records) == 1 else None
+        if row and parsed.matrix is None:  # one row of floats: checked without numpy
             total = sum(row)  # NaN when any value is NaN
-            if not (total == total and min(row) >= -FEATURE_LIMIT and max(row) <= FEATURE_LIMIT):
-                self._refuse_out_of_range(parsed, self._places_over_limit(records))
-            parsed.row = row
-            return parsed
+            if total == total and min(row) >= -FEATURE_LIMIT and max(row) <= FEATURE_LIMIT:
+                parsed.row = row
+                return parsed
         try:
             matrix = (
                 parsed.matrix
@@ -376,9 +376,16 @@ class Endpoint:
                 self._refuse_duplicate_keys(body, [record], 0)
                 return _Parsed("one", [record])
         except ValidationError as exc:
-            _parse_strictly(body)  # invalid JSON and duplicate keys are 400s before any 422
+            document = _parse_strictly(body)  # invalid JSON, duplicate keys: 400 before 422
             if opening == b"[" or wrapped:
                 raise self._json_problem(exc, ("instances",) if wrapped else ()) from None
+            if (
+                self._accepts_instances
+                and isinstance(document, dict)
+                and set(document) == {"instances"}
+            ):  # the key spelled with escapes ("\u0069nstances"), which the pattern misses
+                records = self._validate_many(document["instances"], ("instances",))
+                return _Parsed("instances", records, loc=("instances",))
             raise _validation_problem(exc, ()) from None
         document = _parse_strictly(body)
         raise Problem(
@@ -393,10 +400,14 @@ class Endpoint:
     ) -> None:
         """400 when an object repeats a key (JSON parsers keep the last value silently).
 
-        Every key is followed by a colon, and each key set a field: with no more colons than
-        fields set there is no room for a repeat, and nothing else is checked. Otherwise (a
+        Every key is followed by a colon, and each key set one field (schemas where that may
+        not hold are always parsed): with no more colons than fields set there is no room for
+        a repeat, and nothing else is checked. Otherwise (a
         repeat, a colon inside a string, or an ignored key) jiter parses the body and decides.
         """
+        if not self._keys_are_fields:  # validators or alias paths: no key count to trust
+            _parse_strictly(body)
+            return
         required = self._required_fields
         colons = body.count(b":")
         if colons <= wrapper_keys + len(records) * required:  # each record set all required
@@ -516,9 +527,9 @@ class Endpoint:
         self, request: Request, model: LoadedModel, parsed: _Parsed, outputs: Any
     ) -> Response:
         rows = self._output_rows(outputs)
-        expected = 1 if parsed.shape == "one" else None
-        if expected is not None and len(rows) != expected:
-            raise ServefnError(f"the handler returned {len(rows)} outputs for one input")
+        expected = len(parsed.records) if parsed.records is not None else len(parsed.matrix)  # type: ignore[arg-type]
+        if len(rows) != expected:
+            raise ServefnError(f"the handler returned {len(rows)} outputs for {expected} inputs")
         headers = {"X-Model-Version": model.version}
         accept = request.headers.get("accept")
         if accept and "text/plain" in accept and _wants_text(accept):
@@ -538,7 +549,7 @@ class Endpoint:
         """Normalise what a predictor or handler returned to JSON-ready output dicts."""
         if isinstance(outputs, Predictions):
             outputs = outputs.arrays
-        if isinstance(outputs, Mapping) and not _one_record(outputs):  # arrays, one per column
+        if isinstance(outputs, Mapping) and not self._one_record(outputs):  # arrays by column
             _check_finite(outputs)
             return self.output_schema.records_from_arrays(outputs)
         if isinstance(outputs, (Schema, Mapping)):
@@ -559,6 +570,23 @@ class Endpoint:
             )
             rows.append(record.model_dump(mode="json", by_alias=True))
         return rows
+
+    def _one_record(self, outputs: Mapping[str, Any]) -> bool:
+        """True when a mapping a handler returned is one output record rather than output
+        arrays, judged by the first output column it has: a single value of that column (a
+        scalar, or a flat list for a vector column) means one record. Other keys are ignored."""
+        for column in self.output_schema.columns():
+            if column.name not in outputs:
+                continue
+            value = outputs[column.name]
+            if column.kind != "vector":
+                return value is None or isinstance(value, _SCALARS)
+            if isinstance(value, np.ndarray):
+                return value.ndim == 1
+            return (
+                isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], _SCALARS)
+            )
+        return False
 
     def _internal_error(self, exc: Exception) -> Problem:
         """A 500 whose id is in the log with the traceback. Exception messages can hold request
@@ -670,13 +698,19 @@ def _loc(parts: Sequence[str | int]) -> list[str | int]:
     ]
 
 
-def _one_record(outputs: Mapping[str, Any]) -> bool:
-    """True when a mapping a handler returned is one output record (some value is a scalar),
-    not output arrays (every value has one entry per row)."""
-    return any(isinstance(v, _SCALARS) or v is None for v in outputs.values())
-
-
 _SCALARS = (str, bytes, int, float, np.generic)
+
+
+def _keys_are_fields(schema: type[Schema]) -> bool:
+    """True when each JSON key can set at most one field and every field set came from its own
+    key: no model validators, and aliases that are plain names (not paths or choices)."""
+    decorators = schema.__pydantic_decorators__
+    if decorators.model_validators or decorators.root_validators:
+        return False
+    return all(
+        info.validation_alias is None or isinstance(info.validation_alias, str)
+        for info in schema.model_fields.values()
+    )
 
 
 def _check_finite(outputs: Mapping[str, Any]) -> None:

@@ -204,6 +204,18 @@ class Schema(BaseModel):
         return labels[0] if labels else None
 
     @classmethod
+    def feature_row(cls, record: Any) -> Sequence[float] | None:
+        """A record's features as a tuple of Python floats, or None when they are not all
+        floats (vectors, text, ints, a missing optional value): callers then build a matrix."""
+        if not cls.__servefn_flat__:
+            return None
+        row = cls.__servefn_getter__(record)
+        for value in row:
+            if type(value) is not float:
+                return None
+        return row
+
+    @classmethod
     def has_flat_features(cls) -> bool:
         """True when every feature is one number (no vector or text columns), so that the
         tuple of a record's features is its feature-matrix row."""

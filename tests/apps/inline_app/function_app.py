@@ -1,5 +1,6 @@
 """A test app that reports which thread ran each invocation (``servefn serve``'s inline path)."""
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -8,6 +9,7 @@ import azure.functions as func
 import numpy as np
 
 from servefn import Schema, column
+from servefn.artifact import LoadedModel
 from servefn.azure import serve_http
 from servefn.predictors import Predictor
 from servefn.predictors.base import Outputs, Payload
@@ -69,3 +71,21 @@ class Double(Predictor):
 
 
 app.route(route="double", methods=["GET", "POST", "PUT"])(serve_http(Pause, Doubled)(Double))
+
+
+async def _twice(value: float) -> float:
+    await asyncio.sleep(0)
+    return value * 2
+
+
+def _run_own_loop(model: Any, inputs: Any) -> Any:
+    """A sync handler that drives a coroutine with asyncio.run, as code calling an async SDK
+    from sync code does; in the worker it runs in a pool thread."""
+    return [{"twice": asyncio.run(_twice(record.seconds))} for record in inputs]
+
+
+app.route(route="own_loop", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)(
+    serve_http(Pause, Doubled, model=LoadedModel(Double(), Pause, Doubled, {}, "0" * 64, 0))(
+        _run_own_loop
+    )
+)

@@ -76,10 +76,12 @@ class LoadedModel:
         """
         first = type(records[0]) if records else None
         same_features = first is not None and _same_features(first, self.input_schema)
-        row = first.feature_row(records[0]) if same_features and len(records) == 1 else None  # type: ignore[union-attr]
-        if row:  # one row of plain floats: no 1-row matrix
-            return Predictions(self.output_schema, self.predictor.predict_row(row))
-        reuse = getattr(records, "matrix", None) if type(records) is Records else None
+        built = records if type(records) is Records else None  # by the HTTP layer
+        if same_features and len(records) == 1:
+            row = built.row if built is not None else first.feature_row(records[0])  # type: ignore[union-attr]
+            if row:  # one row of plain floats: no 1-row matrix
+                return Predictions(self.output_schema, self.predictor.predict_row(row))
+        reuse = built.matrix if built is not None else None
         if same_features and reuse is not None and reuse.dtype == self.predictor.dtype:
             matrix = reuse  # built (and range-checked) by the HTTP layer from these records
         elif same_features and all(type(r) is first for r in records):

@@ -160,6 +160,7 @@ class Endpoint:
         )
         self._instances: TypeAdapter[Any] = TypeAdapter(wrapper)
         self._output_names = [c.name for c in output_schema.columns() if c.role != "ignore"]
+        self._output_columns = output_schema.columns()
         self._checked_versions: set[str] = set()
         # The imported modules live as long as the worker: take them out of the cyclic
         # collector's scans, which otherwise slow a 10,000-row request by up to 2x. Not the
@@ -510,7 +511,7 @@ class Endpoint:
 
     def _records(self, parsed: _Parsed) -> Records:
         assert parsed.records is not None
-        return Records(parsed.records, parsed.matrix)
+        return Records(parsed.records, parsed.matrix, parsed.row)
 
     def _predict(self, model: LoadedModel, parsed: _Parsed) -> Mapping[str, Any]:
         if parsed.row is not None:
@@ -575,7 +576,7 @@ class Endpoint:
         """True when a mapping a handler returned is one output record rather than output
         arrays, judged by the first output column it has: a single value of that column (a
         scalar, or a flat list for a vector column) means one record. Other keys are ignored."""
-        for column in self.output_schema.columns():
+        for column in self._output_columns:
             if column.name not in outputs:
                 continue
             value = outputs[column.name]

@@ -22,10 +22,15 @@ class Records(tuple[Schema, ...]):
     """
 
     matrix: Any
+    row: Sequence[float] | None
+    """For one record of plain floats, its features (checked by the HTTP layer), else None."""
 
-    def __new__(cls, records: Sequence[Schema], matrix: Any = None) -> Records:
+    def __new__(
+        cls, records: Sequence[Schema], matrix: Any = None, row: Sequence[float] | None = None
+    ) -> Records:
         self = super().__new__(cls, records)
         self.matrix = matrix
+        self.row = row
         return self
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from servefn import devhost_asgi
 from servefn.devhost import AppNotFoundError, DevHost, DevHostError
 from servefn.devhost_index import apply_local_settings
 from servefn.devhost_routes import RouteTable, RouteTemplateError, compile_route
@@ -523,6 +524,26 @@ def test_servefn_endpoints_run_on_the_event_loop_until_one_waits(
         assert ran_in(0.05) == loop_thread  # the third wait
     assert "'thread_name' waited" in caplog.text and "thread pool from now on" in caplog.text
     assert ran_in(0) != loop_thread
+
+
+def test_waits_far_apart_do_not_send_a_function_to_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wait now and then (the machine, a background model parse) is forgiven after a minute;
+    only three within a minute mean a handler that blocks."""
+    host = DevHost(APPS / "inline_app", port=0)
+    host.load()
+    app = host.asgi_app
+    now = [1000.0]
+    monkeypatch.setattr(devhost_asgi.time, "monotonic", lambda: now[0])
+    for _ in range(5):
+        app._count_wait("thread_name", 0.05)
+        now[0] += devhost_asgi.INLINE_WAIT_WINDOW + 1
+    assert not app._pooled
+    for _ in range(3):
+        app._count_wait("thread_name", 0.05)
+        now[0] += 1
+    assert app._pooled == {"thread_name"}
 
 
 def test_inline_answers_are_byte_for_byte_the_worker_path_answers() -> None:

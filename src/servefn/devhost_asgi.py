@@ -10,7 +10,8 @@ back with the Content-Type the worker derives from mimetype and charset.
 One exception, for speed: a function that is ``serve_http``'s own sync wrapper, whose model is
 in memory, is answered on the event loop by calling its endpoint with the same request data
 (the same bytes go out; the thread-pool hand-off cost a third of the request rate). If its calls
-wait (blocking I/O in a custom handler) three times, that function goes to the pool for good.
+wait (blocking I/O in a custom handler) three times within a minute, that function goes to the
+pool for good.
 
 Errors are RFC 9457 ``application/problem+json`` bodies that never echo request values: 404 no
 route, 405 wrong method (with ``Allow``), 413 body over the limit (refused from Content-Length
@@ -56,8 +57,11 @@ DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 INLINE_WAIT_LIMIT = 0.020
 """Seconds an inline call may spend not running (waiting) without counting as a wait."""
 INLINE_WAITS_ALLOWED = 2
-"""Waits a function may have on the event loop; one more sends it to the pool for good (one
-wait alone can be the machine descheduling the server, not the function blocking)."""
+"""Waits a function may have on the event loop within ``INLINE_WAIT_WINDOW``; one more sends
+it to the pool for good. A lone wait can be the machine descheduling the server, or a model
+being parsed in the background holding the GIL, not the function blocking."""
+INLINE_WAIT_WINDOW = 60.0
+"""Seconds over which waits are counted; an older wait is forgotten."""
 
 logger = logging.getLogger("servefn.devhost")
 
@@ -227,7 +231,7 @@ class FunctionsAsgiApp:
         # servefn.http.Request, imported by the app already when it has endpoints
         self._endpoint_request: Any = getattr(sys.modules.get("servefn.http"), "Request", None)
         self._pooled: set[str] = set()
-        self._waits: dict[str, int] = {}
+        self._waits: dict[str, tuple[int, float]] = {}  # count, time of the first one
         self._invocation_ids = _invocation_ids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -416,16 +420,22 @@ class FunctionsAsgiApp:
                 self._count_wait(function.name, waited)
 
     def _count_wait(self, name: str, waited: float) -> None:
-        waits = self._waits[name] = self._waits.get(name, 0) + 1
+        now = time.monotonic()
+        waits, since = self._waits.get(name, (0, now))
+        if now - since > INLINE_WAIT_WINDOW:
+            waits, since = 0, now
+        waits += 1
+        self._waits[name] = (waits, since)
         if waits <= INLINE_WAITS_ALLOWED:
             return
         self._pooled.add(name)
         logger.warning(
-            "function %r waited %.0f ms while running on the event loop, %d times (blocking "
-            "I/O in its handler?); it runs in the thread pool from now on",
+            "function %r waited %.0f ms while running on the event loop, %d times in %.0f s "
+            "(blocking I/O in its handler?); it runs in the thread pool from now on",
             name,
             waited * 1000,
             waits,
+            now - since,
         )
 
 

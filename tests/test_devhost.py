@@ -589,3 +589,22 @@ def test_sync_handlers_may_run_their_own_event_loop_on_the_inline_path() -> None
         assert response.status_code == 200, response.text
         assert response.json() == {"twice": seconds * 2}
     assert "_run_own_loop" in host.asgi_app._endpoints and not host.asgi_app._pooled
+
+
+def test_a_served_model_file_is_answered_on_the_event_loop_too(trained_model: Path) -> None:
+    """`servefn serve model.zip` runs only servefn's own code: its predict function is
+    recognised, and answers the same inline as through the worker path."""
+    host = DevHost(trained_model, port=0)
+    host.load()
+    app = host.asgi_app
+    assert set(app._endpoints) == {"predict"}
+    flower = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1}
+    inline = asgi_request(host, "POST", "/api/Predict", json=flower)
+    app._pooled.add("predict")
+    pooled = asgi_request(host, "POST", "/api/Predict", json=flower)
+    assert inline.status_code == pooled.status_code == 200
+    assert inline.json()["PredictedLabel"] == "Iris-virginica"
+    assert (sorted(inline.headers.items()), inline.content) == (
+        sorted(pooled.headers.items()),
+        pooled.content,
+    )

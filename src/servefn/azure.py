@@ -41,6 +41,7 @@ from .schema import Schema
 __all__ = [
     "add_health_routes",
     "endpoint_of",
+    "function_for",
     "plain_wrapper_endpoint",
     "serve_http",
     "to_request",
@@ -123,14 +124,21 @@ def serve_http(
             max_batch=max_batch,
             log_bodies=body_logging,
         )
-        wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
-        wrapper.__name__ = wrapper.__qualname__ = name
+        wrapper = function_for(endpoint, name, is_async=is_async)
         wrapper.__module__ = getattr(target, "__module__", __name__)
         wrapper.__doc__ = getattr(target, "__doc__", None)
-        wrapper.__servefn_endpoint__ = endpoint  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
+
+
+def function_for(endpoint: Endpoint, name: str, *, is_async: bool = False) -> Callable[..., Any]:
+    """The ``(req: func.HttpRequest) -> func.HttpResponse`` function that answers with
+    ``endpoint``, named ``name``: what ``serve_http`` returns, and what hosts recognise."""
+    wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__servefn_endpoint__ = endpoint  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:

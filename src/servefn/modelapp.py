@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .devhost_index import APP_FILE_NAME, HttpFunction
 from .errors import AppNotFoundError, DevHostError, ServefnError
@@ -128,9 +128,12 @@ class ModelApp:
     def functions(self) -> list[HttpFunction]:
         """Predict, health and openapi.json as HTTP functions for the local host (under
         :data:`ROUTE_PREFIX`)."""
+        from .azure import function_for
+
         endpoint = self.endpoint
+        predict = function_for(endpoint, "predict")  # recognised by the host: answered inline
         return [
-            _function("predict", PREDICT_ROUTE, ("GET", "POST"), endpoint.handle),
+            _http_function("predict", PREDICT_ROUTE, ("GET", "POST"), predict),
             _function("health", "health", ("GET",), lambda _: endpoint.health()),
             _function("openapi", "openapi.json", ("GET",), lambda _: Response(200, self.openapi())),
         ]
@@ -148,6 +151,12 @@ def _function(
         return to_response(answer(to_request(req)))
 
     handler.__name__ = name
+    return _http_function(name, route, methods, handler)
+
+
+def _http_function(
+    name: str, route: str, methods: tuple[str, ...], handler: Callable[..., Any]
+) -> HttpFunction:
     return HttpFunction(
         name=name,
         route=route,

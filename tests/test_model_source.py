@@ -398,3 +398,23 @@ def test_accepts_a_path(tmp_path: Path) -> None:
     source = ModelSource(str(tmp_path / "model.zip"), parse=parse_text)
     assert source.get() == "v1"
     assert source.uri == str(tmp_path / "model.zip")
+
+
+def test_a_model_archive_is_hashed_once_per_load(
+    monkeypatch: pytest.MonkeyPatch, trained_model: Path
+) -> None:
+    """ModelSource hashes the archive (version, pin, same-bytes check) and hands the digest to
+    read_model, which would otherwise hash the same bytes again."""
+    data = trained_model.read_bytes()
+    real = hashlib.sha256
+    whole_archive: list[int] = []
+
+    def counting(value: bytes = b"", **options: Any) -> Any:
+        if len(value) == len(data):
+            whole_archive.append(1)
+        return real(value, **options)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    model = ModelSource(MemoryLoader(data)).get()
+    assert model.sha256 == real(data).hexdigest()
+    assert len(whole_archive) == 1

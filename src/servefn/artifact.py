@@ -179,8 +179,13 @@ def read_model(
     max_unpacked: int = MAX_UNPACKED_BYTES,
     trusted: Sequence[str] = (),
     allow_pickle: bool = False,
+    sha256: str | None = None,
 ) -> LoadedModel:
     """Verify a model archive and rebuild its predictor and schemas.
+
+    ``sha256`` is the archive's digest when the caller has just computed it from the same
+    bytes (``ModelSource`` does): it becomes the model's version without hashing again. The
+    payloads' own hashes in the manifest are always checked.
 
     ``trusted`` names types a scikit-learn (skops) payload may hold beyond skops' defaults; the
     error for an untrusted type lists them. ``allow_pickle=True`` loads a payload saved with
@@ -206,7 +211,7 @@ def read_model(
         input_schema=input_schema,
         output_schema=output_schema,
         manifest=manifest,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
         size=len(data),
     )
 

@@ -294,7 +294,9 @@ def _parser(trusted: Sequence[str], allow_pickle: bool) -> Callable[[bytes], Loa
         raise TypeError("trusted= takes a list of type names, not one string")
     if not trusted and not allow_pickle:
         return None
-    return functools.partial(read_model, trusted=tuple(trusted), allow_pickle=allow_pickle)
+    parse = functools.partial(read_model, trusted=tuple(trusted), allow_pickle=allow_pickle)
+    parse.accepts_sha256 = True  # type: ignore[attr-defined]  # ModelSource passes its digest
+    return parse
 
 
 class _Fixed:

@@ -77,7 +77,8 @@ class ModelSource(Generic[T]):
         A :class:`ModelLoader`, or a path or URL for :func:`~servefn.loaders.loader_for`.
     parse:
         Turns artifact bytes into a model, raising on a bad artifact. Default:
-        :func:`servefn.artifact.read_model`.
+        :func:`servefn.artifact.read_model`. A parser with a true ``accepts_sha256`` attribute
+        is also given ``sha256=`` (the digest computed here), so it need not hash again.
     refresh_after:
         Seconds between conditional checks for a new artifact (0: check on every call).
     sha256:
@@ -356,7 +357,12 @@ class ModelSource(Generic[T]):
             self._current = replace(previous, etag=artifact.etag)
         else:
             try:
-                model = self._parse(artifact.data)
+                parse: Callable[..., Any] = self._parse
+                model = (
+                    parse(artifact.data, sha256=artifact.sha256)
+                    if getattr(parse, "accepts_sha256", False)
+                    else parse(artifact.data)
+                )
             except Exception as exc:  # parse is user code: any exception means a bad artifact
                 return self._refuse(artifact, origin, describe_error(exc))
             self._current = _Current(
@@ -434,10 +440,13 @@ class ModelSource(Generic[T]):
         )
 
 
-def _read_model(data: bytes) -> LoadedModel:
+def _read_model(data: bytes, *, sha256: str | None = None) -> LoadedModel:
     from servefn.artifact import read_model
 
-    return read_model(data)
+    return read_model(data, sha256=sha256)
+
+
+_read_model.accepts_sha256 = True  # type: ignore[attr-defined]
 
 
 def _sha256(data: bytes) -> str:

@@ -1,6 +1,14 @@
-"""Stand-ins shared by the model-cache tests: an injectable clock and a trivial artifact parser."""
+"""Stand-ins shared by the tests: an injectable clock, a trivial artifact parser, and a base
+for test predictors that have nothing to save."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from servefn.predictors import Predictor
+from servefn.predictors.base import Payload
 
 
 class Clock:
@@ -21,3 +29,16 @@ def parse_text(data: bytes) -> str:
     if data.startswith(b"corrupt"):
         raise ValueError("not a model archive")
     return data.decode()
+
+
+class StatelessPredictor(Predictor):
+    """A test predictor with no parameters: subclasses set ``kind`` and write ``predict``."""
+
+    dtype = np.float64
+
+    def to_payload(self) -> Payload:
+        return Payload({}, {})
+
+    @classmethod
+    def from_payload(cls, params: Any, files: Any) -> StatelessPredictor:
+        return cls()

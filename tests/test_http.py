@@ -18,9 +18,9 @@ from servefn import Schema, column, read_model
 from servefn.artifact import LoadedModel, write_model
 from servefn.azure import add_health_routes, endpoint_of, serve_http
 from servefn.loaders import Fetched, MemoryLoader
-from servefn.predictors import Predictor
-from servefn.predictors.base import Outputs, Payload
+from servefn.predictors.base import Outputs
 from servefn.predictors.linear import LinearClassifier
+from standins import StatelessPredictor
 
 
 class Flower(Schema):
@@ -227,13 +227,19 @@ def test_a_failing_handler_is_a_500_whose_id_is_logged(
     assert doc["error_id"] in caplog.text and "RuntimeError" in caplog.text
 
 
+def handler_returning(model_path: Path, value: Any) -> Any:
+    """A serve_http function whose handler returns ``value(model, inputs)``."""
+
+    @serve_http(Flower, Answer, model=str(model_path))
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return value(model, inputs)
+
+    return predict
+
+
 def test_handler_outputs_may_be_dicts_records_or_arrays(model_path: Path) -> None:
     def returning(value: Any) -> Any:
-        @serve_http(Flower, Answer, model=str(model_path))
-        def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
-            return value(model, inputs)
-
-        return predict
+        return handler_returning(model_path, value)
 
     variants = [
         lambda m, i: [{"PredictedLabel": "x", "Score": [1.0]} for _ in i],
@@ -251,22 +257,14 @@ def test_handler_outputs_may_be_dicts_records_or_arrays(model_path: Path) -> Non
     assert broken.status_code == 500
 
 
-class NonFinite(Predictor):
+class NonFinite(StatelessPredictor):
     """Answers NaN scores for rows whose PetalWidth is negative, finite ones otherwise."""
 
     kind = "test-non-finite"
-    dtype = np.float64
 
     def predict(self, X: Any) -> Outputs:
         scores = np.where(X[:, 3:4] < 0, np.nan, 0.5) * np.ones((len(X), 2))
         return {"PredictedLabel": np.array(["a"] * len(X)), "Score": scores}
-
-    def to_payload(self) -> Payload:
-        return Payload({}, {})
-
-    @classmethod
-    def from_payload(cls, params: Any, files: Any) -> NonFinite:
-        return cls()
 
 
 @pytest.mark.parametrize("custom_handler", [False, True], ids=["built_in", "handler"])
@@ -411,22 +409,16 @@ def test_health_is_503_before_a_model_could_be_loaded(tmp_path: Path) -> None:
     assert doc["model"]["last_error"]
 
 
-class Doubler(Predictor):
+class Doubler(StatelessPredictor):
     """A user predictor: the class is decided by whether PetalWidth > 1."""
 
     kind = "test-doubler"
+    dtype = np.float32
     outputs = ("PredictedLabel", "Score")
 
     def predict(self, X: np.ndarray) -> Outputs:
         wide = X[:, 3] > 1
         return {"PredictedLabel": np.where(wide, "wide", "narrow"), "Score": X[:, 3:4] * 2}
-
-    def to_payload(self) -> Payload:
-        return Payload({}, {})
-
-    @classmethod
-    def from_payload(cls, params: Any, files: Any) -> Doubler:
-        return cls()
 
 
 class AsyncDoubler(Doubler):
@@ -535,21 +527,13 @@ class Counted(Schema):
     rows: float = column(name="rows")
 
 
-class CountRows(Predictor):
+class CountRows(StatelessPredictor):
     """Answers, for every row, the number of rows in the batch (features are not used)."""
 
     kind = "test-count-rows"
-    dtype = np.float64
 
     def predict(self, X: Any) -> Outputs:
         return {"rows": np.full(len(X), float(len(X)))}
-
-    def to_payload(self) -> Payload:
-        return Payload({}, {})
-
-    @classmethod
-    def from_payload(cls, params: Any, files: Any) -> CountRows:
-        return cls()
 
 
 def test_one_row_and_a_batch_of_one_get_the_same_answer_for_every_feature_kind() -> None:
@@ -581,11 +565,7 @@ def test_one_row_and_a_batch_of_one_get_the_same_answer_for_every_feature_kind()
 
 def test_handler_outputs_are_counted_and_extra_keys_ignored(model_path: Path) -> None:
     def returning(value: Any) -> Any:
-        @serve_http(Flower, Answer, model=str(model_path))
-        def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
-            return value(model, inputs)
-
-        return predict
+        return handler_returning(model_path, value)
 
     with_metadata = returning(lambda m, i: {**m.predict(i).arrays, "n_rows": len(i)})
     response = call(with_metadata, body=[ONE, SETOSA], headers=JSON_HEADERS)

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -178,20 +178,32 @@ def _response_parts(function: HttpFunction, result: Any) -> tuple[int, RawHeader
             f"function {function.name!r} returned {type(result).__name__}; return "
             "func.HttpResponse (or str) - the Functions host fails this invocation too"
         )
-    body = result.get_body() or b""
-    headers = [
+    return _wire_parts(
+        int(result.status_code),
+        result.headers.items(),
+        str(result.mimetype),
+        str(result.charset),
+        result.get_body() or b"",
+    )
+
+
+def _wire_parts(
+    status: int, headers: Iterable[tuple[str, Any]], mimetype: str, charset: str, body: bytes
+) -> tuple[int, RawHeaders, bytes]:
+    """Raw response parts as the worker sends them: header names lower-cased, framing headers
+    dropped, a Content-Type from mimetype (with the charset for text/*) unless one is set."""
+    raw = [
         (name.lower().encode("latin-1"), str(value).encode("latin-1"))
-        for name, value in result.headers.items()
+        for name, value in headers
         if name.lower() not in _DROPPED_RESPONSE_HEADERS
     ]
-    if not any(name == b"content-type" for name, _ in headers):
-        mimetype, charset = str(result.mimetype), str(result.charset)
+    if not any(name == b"content-type" for name, _ in raw):
         content_type = (
             f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype
         )
-        headers.append((b"content-type", content_type.encode("latin-1")))
-    headers.append((b"content-length", str(len(body)).encode()))
-    return int(result.status_code), headers, body
+        raw.append((b"content-type", content_type.encode("latin-1")))
+    raw.append((b"content-length", str(len(body)).encode()))
+    return status, raw, body
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -460,17 +472,9 @@ def _endpoint_parts(response: Any) -> tuple[int, RawHeaders, bytes]:
     """Status, headers and body of a servefn ``Response``, exactly as ``_response_parts``
     makes them from the ``func.HttpResponse`` that ``servefn.azure.to_response`` builds."""
     media, _, charset = response.media_type.partition("; charset=")
-    content_type = f"{media}; charset={charset or 'utf-8'}" if media.startswith("text/") else media
-    body: bytes = response.body
-    headers = [
-        (name.lower().encode("latin-1"), str(value).encode("latin-1"))
-        for name, value in response.headers.items()
-        if name.lower() not in _DROPPED_RESPONSE_HEADERS
-    ]
-    if not any(name == b"content-type" for name, _ in headers):
-        headers.append((b"content-type", content_type.encode("latin-1")))
-    headers.append((b"content-length", str(len(body)).encode()))
-    return int(response.status), headers, body
+    return _wire_parts(
+        int(response.status), response.headers.items(), media, charset or "utf-8", response.body
+    )
 
 
 def _invocation_ids() -> Iterator[str]:

@@ -1,4 +1,7 @@
-"""A test app that reports which thread ran each invocation (``servefn serve``'s inline path)."""
+"""A test app that reports which thread ran each invocation (``servefn serve``'s inline path).
+
+Imported by the tests only (``standins`` is in tests/).
+"""
 
 import asyncio
 import threading
@@ -11,8 +14,8 @@ import numpy as np
 from servefn import Schema, column
 from servefn.artifact import LoadedModel
 from servefn.azure import serve_http
-from servefn.predictors import Predictor
-from servefn.predictors.base import Outputs, Payload
+from servefn.predictors.base import Outputs
+from standins import StatelessPredictor
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -25,22 +28,14 @@ class Where(Schema):
     thread: str = column(name="thread")
 
 
-class ThreadName(Predictor):
+class ThreadName(StatelessPredictor):
     """Sleeps the requested seconds (blocking, like a database call), answers its thread."""
 
     kind = "test-thread-name"
-    dtype = np.float64
 
     def predict(self, X: Any) -> Outputs:
         time.sleep(float(X[:, 0].max()))
         return {"thread": np.array([threading.current_thread().name] * len(X))}
-
-    def to_payload(self) -> Payload:
-        return Payload({}, {})
-
-    @classmethod
-    def from_payload(cls, params: Any, files: Any) -> "ThreadName":
-        return cls()
 
 
 app.route(route="where", methods=["POST"])(serve_http(Pause, Where)(ThreadName))
@@ -55,19 +50,11 @@ class Doubled(Schema):
     twice: float = column(name="twice")
 
 
-class Double(Predictor):
+class Double(StatelessPredictor):
     kind = "test-double"
-    dtype = np.float64
 
     def predict(self, X: Any) -> Outputs:
         return {"twice": X[:, 0] * 2}
-
-    def to_payload(self) -> Payload:
-        return Payload({}, {})
-
-    @classmethod
-    def from_payload(cls, params: Any, files: Any) -> "Double":
-        return cls()
 
 
 app.route(route="double", methods=["GET", "POST", "PUT"])(serve_http(Pause, Doubled)(Double))

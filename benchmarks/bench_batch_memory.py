@@ -47,7 +47,7 @@ atexit.register(_peak)
 STREAMED = (
     PEAK_AT_EXIT
     + """
-from servefn.cli import main
+from servefn.cli._main import main
 code = main(sys.argv[1:])
 if code:
     sys.exit(code)

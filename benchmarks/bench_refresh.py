@@ -11,7 +11,7 @@ Swap: a real ~100 MB ``model.zip`` (a ``LinearClassifier`` over a 2,048-wide vec
 two client threads send requests; a new version of the same size is put in the loader and
 taken up by the next check, which ``serve_http`` runs in a background thread. Swap time runs
 from the start of the fetch that returned the new bytes to the end of the first request
-answered by the new version; beside it, ``read_model`` of the same bytes in an idle process.
+answered by the new version; beside it, ``load_model`` of the same bytes in an idle process.
 The slowest request while the swap is under way (every one of them kept the old model: none
 waits for the check) is reported beside the steady-state median. Every request multiplies a
 105 MB weight matrix, so the two clients keep both cores and the memory bus busy while the
@@ -98,7 +98,7 @@ def storage_rows(quick: bool) -> list[Row]:
 
 def wide_model(seed: int, classes: int) -> bytes:
     """A valid model.zip of a linear classifier with random float64 weights."""
-    from servefn.artifact import write_model
+    from servefn.model._archive import write_model
     from servefn.predictors.linear import LinearClassifier
 
     wide_input, wide_output = wide_schemas()
@@ -155,8 +155,8 @@ class SwapTiming:
 
 def swap_rows(quick: bool) -> list[Row]:
     """Swap ~100 MB models under load from two threads; time the swap and the slowest request."""
-    from servefn.artifact import read_model
     from servefn.azure import serve_http
+    from servefn.model._archive import load_model
 
     classes = WIDE_CLASSES // 10 if quick else WIDE_CLASSES
     swaps = 1 if quick else 3
@@ -164,7 +164,7 @@ def swap_rows(quick: bool) -> list[Row]:
     idle = []
     for _ in range(swaps):
         started = time.perf_counter()
-        read_model(versions[1])
+        load_model(versions[1])
         idle.append(time.perf_counter() - started)
     loader = _TimedLoader(versions[0])
     wide_input, wide_output = wide_schemas()
@@ -212,7 +212,7 @@ def swap_rows(quick: bool) -> list[Row]:
             f"T5 swap in a {label} while serving (2 client threads)",
             median(swap),
             "s",
-            baseline="read_model, idle process",
+            baseline="load_model, idle process",
             baseline_value=median(idle),
             target="report",
             spread=spread_of(swap),

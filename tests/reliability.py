@@ -24,10 +24,10 @@ import numpy as np
 import standins
 from azurite import ACCOUNT, ACCOUNT_KEY
 from servefn import Schema, column
-from servefn.artifact import LoadedModel, write_model
 from servefn.azure import add_health_routes, serve_http
 from servefn.loaders import ModelSource
 from servefn.loaders.blob import BlobLoader
+from servefn.model._archive import LoadedModel, write_model
 from servefn.predictors.linear import LinearClassifier
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ class Clock:
 
 
 def parse_text(data: bytes) -> str:
-    """A stand-in for read_model: the text of the artifact, refusing a corrupt one."""
+    """A stand-in for load_model: the text of the artifact, refusing a corrupt one."""
     if data.startswith(b"corrupt"):
         raise ValueError("not a model archive")
     return data.decode()

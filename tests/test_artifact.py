@@ -16,7 +16,7 @@ import pytest
 
 import servefn
 from servefn import ArtifactError, Schema, column
-from servefn.artifact import MANIFEST_NAME, read_manifest, read_model, write_model
+from servefn.model._archive import MANIFEST_NAME, load_model, read_manifest, write_model
 from servefn.predictors.linear import LinearClassifier
 
 
@@ -54,7 +54,7 @@ def _rewrite(src: Path, dst: Path, members: dict[str, bytes]) -> Path:
 
 def test_round_trip_gives_identical_predictions_and_schemas(tmp_path: Path) -> None:
     path = _archive(tmp_path)
-    model = read_model(path)
+    model = load_model(path)
     X = np.random.default_rng(1).normal(size=(50, 2))
     expected, got = _predictor().predict(X), model.predictor.predict(X)
     np.testing.assert_array_equal(got["Score"], expected["Score"])
@@ -86,23 +86,23 @@ def test_tampered_payload_is_refused(tmp_path: Path) -> None:
     weights[-9] ^= 0xFF
     bad = _rewrite(path, tmp_path / "bad.zip", {"weights.npz": bytes(weights)})
     with pytest.raises(ArtifactError, match="does not match the sha256"):
-        read_model(bad)
+        load_model(bad)
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil", "sub/dir.txt", "..\\x", "C:evil"])
 def test_unsafe_member_names_are_refused(tmp_path: Path, name: str) -> None:
     bad = _rewrite(_archive(tmp_path), tmp_path / "bad.zip", {name: b"x"})
     with pytest.raises(ArtifactError, match="unsafe member name"):
-        read_model(bad)
+        load_model(bad)
 
 
 def test_oversized_members_are_refused_before_reading(tmp_path: Path) -> None:
     bomb = _rewrite(_archive(tmp_path), tmp_path / "bomb.zip", {"pad.bin": b"\0" * 3_000_000})
     assert bomb.stat().st_size < 100_000  # compresses ~1000x: a small zip bomb
     with pytest.raises(ArtifactError, match="over the limit of 1000000"):
-        read_model(bomb, max_unpacked=1_000_000)
+        load_model(bomb, max_unpacked=1_000_000)
     with pytest.raises(ArtifactError, match="do not match its manifest"):
-        read_model(bomb)  # under the default cap, an undeclared member is still refused
+        load_model(bomb)  # under the default cap, an undeclared member is still refused
 
 
 def test_lying_size_header_cannot_unpack_more_than_declared(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_lying_size_header_cannot_unpack_more_than_declared(tmp_path: Path) -> N
     manifest["files"]["weights.npz"]["size"] = real - 10
     bad = _rewrite(path, tmp_path / "bad.zip", {MANIFEST_NAME: json.dumps(manifest).encode()})
     with pytest.raises(ArtifactError, match="larger than"):
-        read_model(bad)
+        load_model(bad)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_lying_size_header_cannot_unpack_more_than_declared(tmp_path: Path) -> N
 )
 def test_garbage_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(ArtifactError, match=message):
-        read_model(data)
+        load_model(data)
 
 
 def test_manifest_problems_are_named(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_manifest_problems_are_named(tmp_path: Path) -> None:
             read_manifest(bad)
     truncated = path.read_bytes()[:-40]
     with pytest.raises(ArtifactError):
-        read_model(truncated)
+        load_model(truncated)
 
 
 def test_pickled_payloads_are_refused(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_pickled_payloads_are_refused(tmp_path: Path) -> None:
         {MANIFEST_NAME: json.dumps(manifest).encode(), "weights.npz": payload},
     )
     with pytest.raises(ArtifactError, match="needs pickle"):
-        read_model(bad)
+        load_model(bad)
 
 
 def test_schemas_that_do_not_fit_the_model_cannot_be_saved(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from servefn.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -199,12 +199,12 @@ def test_blob_storage_in_and_out_on_the_cluster(
 def test_a_loaded_model_from_python_is_shipped_to_the_workers(
     trained_model: Path, scheduler: str, partitions: Path, tmp_path: Path
 ) -> None:
-    from servefn import read_model
+    from servefn import load_model
     from servefn.batch import BatchOptions, predict_batch
 
     out = tmp_path / "out"
     report = predict_batch(
-        read_model(trained_model),
+        load_model(trained_model),
         str(partitions / "*.csv"),
         f"{out}/",
         options=BatchOptions(output_format="jsonl"),

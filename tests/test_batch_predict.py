@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from servefn import LoadedModel, read_model
+from servefn import LoadedModel, load_model
 from servefn.batch import BatchOptions, BatchUsageError, predict_batch
 from servefn.batch.engine import score_stream
 from servefn.batch.progress import ProgressLine
 from servefn.batch.report import MAX_REPORTED, PartitionReport
 from servefn.batch.writers import CsvWriter
-from servefn.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from servefn.errors import DataFormatError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ HEADER = "PredictedLabel,Score[0],Score[1],Score[2]"
 
 @pytest.fixture(scope="module")
 def model(trained_model: Path) -> LoadedModel:
-    return read_model(trained_model)
+    return load_model(trained_model)
 
 
 def iris_rows() -> list[list[str]]:
@@ -131,7 +131,7 @@ def test_csv_to_jsonl_keeps_the_label_for_evaluation(trained_model: Path, tmp_pa
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 150
     accuracy = sum(line["Label"] == line["PredictedLabel"] for line in lines) / len(lines)
-    recorded = read_model(trained_model).manifest["training"]["metrics"]["micro_accuracy"]
+    recorded = load_model(trained_model).manifest["training"]["metrics"]["micro_accuracy"]
     assert accuracy == pytest.approx(recorded)  # the manifest's figure, on the same data
 
 

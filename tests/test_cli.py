@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from servefn import __version__
-from servefn.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from servefn.devhost import DevHost
+from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from servefn.devhost._host import DevHost
 
 APPS = Path(__file__).parent / "apps"
 

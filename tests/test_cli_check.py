@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from azurite import Azurite
 from servefn import Schema, column
-from servefn.appcheck import example_record
+from servefn.devhost._appcheck import example_record
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient

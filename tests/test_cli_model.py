@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from azurite import ACCOUNT, ACCOUNT_KEY, Azurite
-from servefn import read_manifest, read_model
-from servefn.artifact import write_model
+from servefn import load_model, read_manifest
+from servefn.model._archive import write_model
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -60,7 +60,7 @@ def failed(result: subprocess.CompletedProcess[str], code: int, *fragments: str)
 @pytest.fixture(scope="module")
 def newer_model(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same model saved a day later: a different archive, as a second upload would be."""
-    model = read_model(trained_model)
+    model = load_model(trained_model)
     created = datetime.fromisoformat(model.manifest["created"]) + timedelta(days=1)
     path = tmp_path_factory.mktemp("newer") / "model.zip"
     write_model(
@@ -302,7 +302,7 @@ def test_upload_reads_the_connection_from_local_settings(
 def test_help_lists_every_command_and_each_has_its_own(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from servefn.cli import EXIT_OK, main
+    from servefn.cli._main import EXIT_OK, main
 
     top = servefn("--help")  # the console script itself
     assert top.returncode == 0

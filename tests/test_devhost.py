@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
-from servefn import devhost_asgi
-from servefn.devhost import AppNotFoundError, DevHost, DevHostError
-from servefn.devhost_index import apply_local_settings
-from servefn.devhost_routes import RouteTable, RouteTemplateError, compile_route
+from servefn.devhost import _asgi as devhost_asgi
+from servefn.devhost._host import AppNotFoundError, DevHost, DevHostError
+from servefn.devhost._indexing import apply_local_settings
+from servefn.devhost._routes import RouteTable, RouteTemplateError, compile_route
 
 APPS = Path(__file__).parent / "apps"
 SYNC_SETTINGS = ("FUNCTIONS_WORKER_RUNTIME", "DEVHOST_GREETING", "DEVHOST_PRESET", "DEVHOST_NUMBER")

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from azurite import free_port
-from servefn.devhost import DevHost
+from servefn.devhost._host import DevHost
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

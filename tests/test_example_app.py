@@ -73,7 +73,7 @@ def test_walkthrough_answer_as_plain_text(client: httpx.Client) -> None:
 
 
 def test_json_get_arrays_instances_and_csv(client: httpx.Client, trained_model: Path) -> None:
-    from servefn import read_model
+    from servefn import load_model
 
     one = client.post("/Predict", json=FLOWER).json()
     assert one["PredictedLabel"] == "Iris-virginica" and one["Score"][2] > 0.99
@@ -90,7 +90,7 @@ def test_json_get_arrays_instances_and_csv(client: httpx.Client, trained_model: 
         headers={"Content-Type": "text/csv"},
     )
     assert csv.json() == many
-    expected = read_model(trained_model)
+    expected = load_model(trained_model)
     assert one["Score"] == pytest.approx(
         expected.predict([FLOWER])[0].score,  # type: ignore[attr-defined]
         abs=1e-12,

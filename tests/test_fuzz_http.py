@@ -38,10 +38,10 @@ from reliability import (
     petal_model,
     strict_json,
 )
-from servefn.artifact import LoadedModel
 from servefn.azure import serve_http
-from servefn.devhost import DevHost
-from servefn.schema import Schema
+from servefn.devhost._host import DevHost
+from servefn.model._archive import LoadedModel
+from servefn.schema._schema import Schema
 
 EXAMPLES = int(os.environ.get("SERVEFN_FUZZ_EXAMPLES", "500"))
 FUZZ = settings(

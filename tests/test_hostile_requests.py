@@ -40,10 +40,10 @@ from reliability import (
     strict_json,
 )
 from servefn import column
-from servefn.artifact import LoadedModel, read_model, write_model
 from servefn.azure import serve_http
+from servefn.model._archive import LoadedModel, load_model, write_model
 from servefn.predictors.linear import LinearClassifier
-from servefn.schema import Schema
+from servefn.schema._schema import Schema
 from servehost import ServeProcess
 
 MiB = 1024 * 1024
@@ -489,7 +489,7 @@ def test_an_integer_beyond_any_float_is_a_client_error() -> None:
     buffer = io.BytesIO()
     write_model(buffer, visits_model(), input=Visits, output=Label)
 
-    @serve_http(Visits, Label, model=read_model(buffer.getvalue()))
+    @serve_http(Visits, Label, model=load_model(buffer.getvalue()))
     def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
         return model.predict(inputs)
 
@@ -505,7 +505,7 @@ def test_an_integer_beyond_any_float_is_a_client_error() -> None:
 def test_text_features_still_reach_a_handler() -> None:
     """Range checks apply to numbers; a handler that takes text gets it as before."""
 
-    @serve_http(City, Label, model=read_model(model_bytes()))
+    @serve_http(City, Label, model=load_model(model_bytes()))
     def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
         return [{"PredictedLabel": record.city, "Score": [1.0]} for record in inputs]  # type: ignore[attr-defined]
 

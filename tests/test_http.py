@@ -14,10 +14,10 @@ import numpy as np
 import pydantic
 import pytest
 
-from servefn import Schema, column, read_model
-from servefn.artifact import LoadedModel, write_model
+from servefn import Schema, column, load_model
 from servefn.azure import add_health_routes, endpoint_of, serve_http
 from servefn.loaders import Fetched, MemoryLoader
+from servefn.model._archive import LoadedModel, write_model
 from servefn.predictors.base import Outputs
 from servefn.predictors.linear import LinearClassifier
 from standins import StatelessPredictor
@@ -104,7 +104,7 @@ def test_single_object_answers_one_object_with_model_version(model_path: Path) -
     answer = json.loads(response.get_body())
     assert answer["PredictedLabel"] == "Iris-virginica"
     assert len(answer["Score"]) == 3 and abs(sum(answer["Score"]) - 1) < 1e-9
-    assert response.headers["X-Model-Version"] == read_model(model_path).version
+    assert response.headers["X-Model-Version"] == load_model(model_path).version
 
 
 def test_arrays_instances_csv_and_query_agree(model_path: Path) -> None:
@@ -388,7 +388,7 @@ def test_wrapper_is_indexable_by_the_functions_worker(model_path: Path) -> None:
     )
     info = json.loads(health.get_body())
     assert health.status_code == 200 and info["model"]["state"] == "ready"
-    assert info["model"]["version"] == read_model(model_path).version
+    assert info["model"]["version"] == load_model(model_path).version
     spec = json.loads(
         functions["openapi"]
         .get_user_function()(func.HttpRequest("GET", "http://x/api/openapi.json", body=b""))

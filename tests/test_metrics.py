@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from servefn.metrics import classification_metrics
+from servefn.model._metrics import classification_metrics
 
 CLASSES = ["a", "b", "c"]
 MAX_LOG_LOSS = -math.log(1e-15)

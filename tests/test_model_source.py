@@ -404,7 +404,7 @@ def test_a_model_archive_is_hashed_once_per_load(
     monkeypatch: pytest.MonkeyPatch, trained_model: Path
 ) -> None:
     """ModelSource hashes the archive (version, pin, same-bytes check) and hands the digest to
-    read_model, which would otherwise hash the same bytes again."""
+    load_model, which would otherwise hash the same bytes again."""
     data = trained_model.read_bytes()
     real = hashlib.sha256
     whole_archive: list[int] = []

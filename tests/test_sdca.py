@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from servefn.metrics import classification_metrics
+from servefn.model._metrics import classification_metrics
 from servefn.trainers import SdcaMaximumEntropyClassifier
 from servefn.trainers import _sdca_kernel as kernel
 from servefn.trainers.sdca import _check_schedule, _format_g7, primal_objective

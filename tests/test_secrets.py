@@ -39,12 +39,12 @@ from reliability import (
     strict_json,
     write_settings,
 )
-from servefn.artifact import LoadedModel, read_model
 from servefn.azure import endpoint_of, serve_http
 from servefn.loaders import ModelSource
 from servefn.loaders.blob import BlobLoader
 from servefn.loaders.remote import FsspecLoader
-from servefn.schema import Schema
+from servefn.model._archive import LoadedModel, load_model
+from servefn.schema._schema import Schema
 from servehost import ServeProcess
 
 if TYPE_CHECKING:
@@ -328,7 +328,7 @@ def failing_handler() -> Any:
 
 
 def loaded_model() -> LoadedModel:
-    return read_model(model_bytes())
+    return load_model(model_bytes())
 
 
 def requests_with_values() -> Iterator[func.HttpRequest]:

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from azurite import Azurite
-from servefn import read_model
-from servefn.cli import EXIT_FAILURE, EXIT_USAGE, main
+from servefn import load_model
+from servefn.cli._main import EXIT_FAILURE, EXIT_USAGE, main
 from servehost import ServeProcess
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def test_predict_answers_like_the_walkthrough(served: ServeProcess, trained_mode
         labels = [p["PredictedLabel"] for p in many["predictions"]]
         assert labels == ["Iris-virginica", "Iris-setosa"]
         version = text.headers["x-model-version"]
-    assert version == read_model(trained_model).version
+    assert version == load_model(trained_model).version
 
 
 def test_the_manifest_schema_validates_requests(served: ServeProcess) -> None:

@@ -206,7 +206,7 @@ def test_untrusted_types_are_refused_by_name_and_admitted_when_named(tmp_path: P
 
     with pytest.raises(ArtifactError, match="does not trust by default") as refused:
         servefn.load_model(path)
-    assert f"read_model(..., trusted=['{doubler}'])" in str(refused.value)
+    assert f"load_model(..., trusted=['{doubler}'])" in str(refused.value)
     with pytest.raises(TypeError, match="list of type names"):
         servefn.load_model(path, trusted=doubler)
     model = servefn.load_model(path, trusted=[doubler])

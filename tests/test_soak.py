@@ -27,11 +27,11 @@ import azure.functions as func
 
 from azurite import Azurite
 from reliability import IrisAnswer, IrisRecord, constant_model_bytes, strict_json
-from servefn.artifact import LoadedModel, read_model
 from servefn.azure import serve_http
 from servefn.loaders import ModelSource
 from servefn.loaders.blob import BlobLoader
-from servefn.schema import Schema
+from servefn.model._archive import LoadedModel, load_model
+from servefn.schema._schema import Schema
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -62,13 +62,13 @@ def test_swapping_models_under_load_for_a_minute(
     # every upload is another version (its own sha256): 61 versions, alpha and beta in turn
     blobs = [constant_model_bytes("beta" if i % 2 else "alpha", serial=i) for i in range(SWAPS + 1)]
     label_of = {
-        read_model(data).version: "beta" if i % 2 else "alpha" for i, data in enumerate(blobs)
+        load_model(data).version: "beta" if i % 2 else "alpha" for i, data in enumerate(blobs)
     }
     blob_container.upload_blob("model.zip", blobs[0])
     loaded: list[weakref.ref[LoadedModel]] = []
 
     def parse(data: bytes) -> LoadedModel:
-        model = read_model(data)
+        model = load_model(data)
         loaded.append(weakref.ref(model))
         return model
 

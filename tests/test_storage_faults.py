@@ -31,7 +31,7 @@ import pytest
 
 from azurite import Azurite
 from reliability import Clock, blob_app, check_problem, model_bytes, petal_model
-from servefn.artifact import read_model
+from servefn.model._archive import load_model
 from servefn.predictors.linear import LinearClassifier
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 BLOB = "model.zip"
 GOOD = model_bytes()
-GOOD_VERSION = read_model(GOOD).version
+GOOD_VERSION = load_model(GOOD).version
 
 
 def report(name: str, **figures: int) -> None:
@@ -261,7 +261,7 @@ def test_bad_upload_is_refused_and_the_last_good_model_kept(
     )
     blob_container.upload_blob(BLOB, newer, overwrite=True)
     clock.advance()
-    app.served(read_model(newer).version)
+    app.served(load_model(newer).version)
     assert app.health()[1]["state"] == "ready"
     report(f"bad upload {reason!r}", requests_served=20, errors=0)
 

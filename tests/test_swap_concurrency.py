@@ -12,9 +12,9 @@ import azure.functions as func
 import numpy as np
 
 from servefn import Schema, column
-from servefn.artifact import LoadedModel, read_model, write_model
 from servefn.azure import serve_http
 from servefn.loaders import MemoryLoader, ModelSource
+from servefn.model._archive import LoadedModel, load_model, write_model
 from servefn.predictors.linear import LinearClassifier
 
 
@@ -38,7 +38,7 @@ def _model_bytes(label: str) -> bytes:
 
 def test_every_answer_matches_the_version_it_carries_during_swaps() -> None:
     blobs = {label: _model_bytes(label) for label in ("alpha", "beta")}
-    expected = {read_model(data).version: label for label, data in blobs.items()}
+    expected = {load_model(data).version: label for label, data in blobs.items()}
     loader = MemoryLoader(blobs["alpha"])
     source = ModelSource(loader, refresh_after=0)
 

@@ -2,7 +2,7 @@
 
 The hostile models here are well formed (a valid manifest whose sha256 values match, so only the
 payload decides) and would run code if loaded naively: a pickle whose loading writes a marker
-file, and a skops file whose function is ``os.system``. They are refused by ``read_model``, by
+file, and a skops file whose function is ``os.system``. They are refused by ``load_model``, by
 ``serve_http`` and by a ``ModelSource`` reading them from Blob Storage over a good model, which
 keeps serving; the marker never appears. The opt-ins (``allow_pickle=True``, ``trusted=[...]``)
 are the only way in, and a benign model of each kind loads with them.
@@ -29,10 +29,10 @@ from sklearn.preprocessing import FunctionTransformer
 import servefn
 from azurite import Azurite
 from reliability import FLOWER, Clock, IrisAnswer, IrisRecord, blob_app, model_bytes, strict_json
-from servefn.artifact import LoadedModel, read_model
 from servefn.azure import endpoint_of, serve_http
 from servefn.errors import ArtifactError
-from servefn.schema import Schema
+from servefn.model._archive import LoadedModel, load_model
+from servefn.schema._schema import Schema
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -129,7 +129,7 @@ def test_a_pickle_model_is_refused_and_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "marker.txt"
     data = malicious_pickle(marker)
     with pytest.raises(ArtifactError, match=r"saved with pickle.*allow_pickle=True"):
-        read_model(data)
+        load_model(data)
 
     path = tmp_path / "model.zip"
     path.write_bytes(data)
@@ -153,20 +153,20 @@ def test_a_pickle_model_is_refused_and_never_unpickled(tmp_path: Path) -> None:
 def test_pickle_loads_only_with_an_explicit_opt_in(tmp_path: Path) -> None:
     benign = archive("model.pkl", pickle.dumps(fitted_pipeline()), {"format": "pickle"})
     with pytest.raises(ArtifactError, match="saved with pickle"):
-        read_model(benign)
-    model = read_model(benign, allow_pickle=True)
+        load_model(benign)
+    model = load_model(benign, allow_pickle=True)
     matrix = np.array([list(FLOWER.values())], dtype=np.float64)
     assert list(model.predictor.predict(matrix)["PredictedLabel"]) == ["Iris-virginica"]
 
 
 def test_a_skops_model_with_an_untrusted_function_is_refused(tmp_path: Path) -> None:
     good = skops_model(tmp_path)
-    assert read_model(good).predictor.kind == "sklearn"  # trusted types only: loads as is
+    assert load_model(good).predictor.kind == "sklearn"  # trusted types only: loads as is
     hostile = with_os_system(good)
     with pytest.raises(ArtifactError, match=r"does not trust by default: \['os\.system'\]"):
-        read_model(hostile)
+        load_model(hostile)
     with pytest.raises(ArtifactError, match="does not trust"):
-        read_model(hostile, trusted=["numpy.log1p"])  # naming other types does not help
+        load_model(hostile, trusted=["numpy.log1p"])  # naming other types does not help
 
 
 @pytest.mark.parametrize("hostile", ["pickle", "skops os.system"])
@@ -177,7 +177,7 @@ def test_a_hostile_upload_over_a_good_model_is_refused_and_the_good_one_served(
     tmp_path: Path,
 ) -> None:
     good = model_bytes()
-    version = read_model(good).version
+    version = load_model(good).version
     marker = tmp_path / "marker.txt"
     bad = malicious_pickle(marker) if hostile == "pickle" else with_os_system(skops_model(tmp_path))
     blob_container.upload_blob("model.zip", good)

@@ -1,29 +1,65 @@
 """servefn: serve a trained model from an Azure Functions HTTP trigger.
 
-Importing ``servefn`` is light (pydantic, numpy); training and scikit-learn export are imported
-only when used, so the serving path keeps its cold start short.
+Everything a user imports lives here, and is imported on first use: ``import servefn`` costs
+only its version string, and ``from servefn import serve_http, Schema, column, save, load_model``
+imports pydantic, numpy and azure.functions, never a storage SDK, scikit-learn or a web server.
+
+Layers, each importing only those below it (``docs/architecture.md`` draws them)::
+
+    cli/ -> devhost/ -> azure.py -> http/ -> loaders/ -> model/ -> predictors/ -> schema/ -> errors
+                        batch/  ----------------^
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .artifact import LoadedModel, read_manifest, read_model
-from .errors import (
-    ArtifactError,
-    DataFormatError,
-    LoaderError,
-    ModelUnavailable,
-    PredictorError,
-    SchemaError,
-    ServefnError,
-)
-from .predictors import Predictor
-from .schema import Column, Schema, column
+from servefn._version import __version__
 
 if TYPE_CHECKING:
-    from .persistence import save
+    from servefn.azure import add_health_routes, serve_http
+    from servefn.errors import (
+        ArtifactError,
+        DataFormatError,
+        LoaderError,
+        ModelUnavailable,
+        PredictorError,
+        SchemaError,
+        ServefnError,
+        UsageError,
+    )
+    from servefn.loaders import ModelSource, loader_for
+    from servefn.model import LoadedModel, Predictions, Records, load_model, read_manifest
+    from servefn.model._save import save
+    from servefn.predictors import Predictor
+    from servefn.schema import Column, Schema, column
+
+# public name -> "module:attribute", imported on first access (PEP 562)
+_EXPORTS: dict[str, str] = {
+    "add_health_routes": "servefn.azure:add_health_routes",
+    "serve_http": "servefn.azure:serve_http",
+    "ArtifactError": "servefn.errors:ArtifactError",
+    "DataFormatError": "servefn.errors:DataFormatError",
+    "LoaderError": "servefn.errors:LoaderError",
+    "ModelUnavailable": "servefn.errors:ModelUnavailable",
+    "PredictorError": "servefn.errors:PredictorError",
+    "SchemaError": "servefn.errors:SchemaError",
+    "ServefnError": "servefn.errors:ServefnError",
+    "UsageError": "servefn.errors:UsageError",
+    "ModelSource": "servefn.loaders:ModelSource",
+    "loader_for": "servefn.loaders:loader_for",
+    "LoadedModel": "servefn.model:LoadedModel",
+    "Predictions": "servefn.model:Predictions",
+    "Records": "servefn.model:Records",
+    "load_model": "servefn.model:load_model",
+    "read_manifest": "servefn.model:read_manifest",
+    "save": "servefn.model._save:save",
+    "Predictor": "servefn.predictors:Predictor",
+    "Column": "servefn.schema:Column",
+    "Schema": "servefn.schema:Schema",
+    "column": "servefn.schema:column",
+}
 
 __all__ = [
     "ArtifactError",
@@ -31,26 +67,36 @@ __all__ = [
     "DataFormatError",
     "LoadedModel",
     "LoaderError",
+    "ModelSource",
     "ModelUnavailable",
+    "Predictions",
     "Predictor",
     "PredictorError",
+    "Records",
     "Schema",
     "SchemaError",
     "ServefnError",
+    "UsageError",
     "__version__",
+    "add_health_routes",
     "column",
     "load_model",
+    "loader_for",
     "read_manifest",
-    "read_model",
     "save",
+    "serve_http",
 ]
-
-load_model = read_model
 
 
 def __getattr__(name: str) -> Any:
-    if name == "save":
-        from .persistence import save
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'servefn' has no attribute {name!r}")
+    module, _, attribute = target.partition(":")
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
 
-        return save
-    raise AttributeError(f"module 'servefn' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return __all__

@@ -23,9 +23,8 @@ from typing import Any, Union
 
 import azure.functions as func
 
-from .artifact import LoadedModel, read_model
-from .errors import ServefnError
-from .http import (
+from servefn.errors import ServefnError
+from servefn.http._endpoint import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
@@ -34,9 +33,10 @@ from .http import (
     Response,
     log_bodies_from_environment,
 )
-from .loaders import ModelLoader, ModelSource, loader_for
-from .predictors import Predictor
-from .schema import Schema
+from servefn.loaders import ModelLoader, ModelSource, loader_for
+from servefn.model._archive import LoadedModel, load_model
+from servefn.predictors import Predictor
+from servefn.schema._schema import Schema
 
 __all__ = [
     "add_health_routes",
@@ -220,7 +220,7 @@ def add_health_routes(
     covered. ``route_prefix`` is host.json's ``extensions.http.routePrefix`` (default ``api``);
     it only affects the paths written into the OpenAPI document.
     """
-    from .openapi import openapi_document
+    from servefn.http._openapi import openapi_document
 
     routes = _registered_routes(app)
     endpoints = [endpoint_of(f) for f in functions] or [e for e, _, _ in routes]
@@ -289,12 +289,12 @@ def _provider(
 
 
 def _parser(trusted: Sequence[str], allow_pickle: bool) -> Callable[[bytes], LoadedModel] | None:
-    """``read_model`` with the caller's trust settings, or None for the default (trust nothing)."""
+    """``load_model`` with the caller's trust settings, or None for the default (trust nothing)."""
     if isinstance(trusted, str):
         raise TypeError("trusted= takes a list of type names, not one string")
     if not trusted and not allow_pickle:
         return None
-    parse = functools.partial(read_model, trusted=tuple(trusted), allow_pickle=allow_pickle)
+    parse = functools.partial(load_model, trusted=tuple(trusted), allow_pickle=allow_pickle)
     parse.accepts_sha256 = True  # type: ignore[attr-defined]  # ModelSource passes its digest
     return parse
 

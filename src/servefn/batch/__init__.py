@@ -21,10 +21,10 @@ in input order; bad rows fail the run or are skipped and reported with their lin
 
 from __future__ import annotations
 
-from .errors import BatchError, BatchUsageError
-from .options import DEFAULT_CHUNK_SIZE, BatchOptions, Format, OnError
-from .report import MAX_REPORTED, BadRow, BatchReport, PartitionReport
-from .run import ModelArg, predict_batch
+from servefn.batch.errors import BatchError, BatchUsageError
+from servefn.batch.options import DEFAULT_CHUNK_SIZE, BatchOptions, Format, OnError
+from servefn.batch.report import MAX_REPORTED, BadRow, BatchReport, PartitionReport
+from servefn.batch.run import ModelArg, predict_batch
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",

@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..loaders.base import describe_error, redact
-from .engine import score_partition
-from .errors import BatchError
-from .options import BatchOptions
-from .report import PartitionReport
-from .storage import Location
+from servefn.batch.engine import score_partition
+from servefn.batch.errors import BatchError
+from servefn.batch.options import BatchOptions
+from servefn.batch.report import PartitionReport
+from servefn.batch.storage import Location
+from servefn.loaders.base import describe_error, redact
 
 __all__ = ["CONNECT_TIMEOUT", "score_on_cluster"]
 

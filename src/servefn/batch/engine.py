@@ -13,15 +13,15 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..artifact import LoadedModel, read_model
-from ..errors import DataFormatError, ServefnError
-from ..loaders.base import describe_error
-from .errors import BatchError, BatchUsageError
-from .options import BatchOptions, default_sep
-from .readers import Chunk, read_chunks
-from .report import BadRow, PartitionReport
-from .storage import Location, open_text, remove
-from .writers import Writer, writer_for
+from servefn.batch.errors import BatchError, BatchUsageError
+from servefn.batch.options import BatchOptions, default_sep
+from servefn.batch.readers import Chunk, read_chunks
+from servefn.batch.report import BadRow, PartitionReport
+from servefn.batch.storage import Location, open_text, remove
+from servefn.batch.writers import Writer, writer_for
+from servefn.errors import DataFormatError, ServefnError
+from servefn.loaders.base import describe_error
+from servefn.model._archive import LoadedModel, load_model
 
 __all__ = ["check_options", "output_names", "score_partition", "score_stream"]
 
@@ -165,7 +165,7 @@ def _cached_model(data: bytes) -> LoadedModel:
     with _models_lock:
         model = _models.get(key)
         if model is None:
-            model = read_model(data)
+            model = load_model(data)
             if len(_models) >= _MAX_CACHED_MODELS:
                 _models.pop(next(iter(_models)))
             _models[key] = model

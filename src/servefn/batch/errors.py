@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ServefnError
+from servefn.errors import ServefnError
 
 __all__ = ["BatchError", "BatchUsageError"]
 

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from fsspec.utils import infer_compression
 
-from .errors import BatchUsageError
+from servefn.batch.errors import BatchUsageError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "BatchOptions", "Format", "OnError", "default_sep", "format_of"]
 

@@ -20,11 +20,11 @@ import pydantic_core
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from ..delimited import parse_rows
-from ..errors import DataFormatError
-from ..schema import Column, Schema
-from .options import BatchOptions
-from .report import BadRow
+from servefn.batch.options import BatchOptions
+from servefn.batch.report import BadRow
+from servefn.errors import DataFormatError
+from servefn.schema._delimited import parse_rows
+from servefn.schema._schema import Column, Schema
 
 __all__ = ["Chunk", "read_chunks"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..errors import DataFormatError
+from servefn.errors import DataFormatError
 
 __all__ = ["MAX_REPORTED", "BadRow", "BatchReport", "PartitionReport"]
 

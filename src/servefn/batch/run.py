@@ -12,16 +12,11 @@ from datetime import datetime
 from os import PathLike, fspath
 from typing import TextIO
 
-from ..artifact import LoadedModel, read_model, write_model
-from ..errors import ServefnError
-from ..loaders import loader_for
-from ..loaders.base import redact
-from ..loaders.remote import AZURE_PROTOCOLS
-from .engine import check_options, output_names, score_partition, score_stream
-from .errors import BatchError, BatchUsageError
-from .options import BatchOptions, Format, format_of
-from .report import BatchReport, PartitionReport
-from .storage import (
+from servefn.batch.engine import check_options, output_names, score_partition, score_stream
+from servefn.batch.errors import BatchError, BatchUsageError
+from servefn.batch.options import BatchOptions, Format, format_of
+from servefn.batch.report import BatchReport, PartitionReport
+from servefn.batch.storage import (
     STDOUT,
     Location,
     is_folder,
@@ -32,7 +27,12 @@ from .storage import (
     remove,
     target_exists,
 )
-from .writers import writer_for
+from servefn.batch.writers import writer_for
+from servefn.errors import ServefnError
+from servefn.loaders import loader_for
+from servefn.loaders.base import redact
+from servefn.loaders.remote import AZURE_PROTOCOLS
+from servefn.model._archive import LoadedModel, load_model, write_model
 
 __all__ = ["ModelArg", "Plan", "plan_batch", "predict_batch"]
 
@@ -127,7 +127,7 @@ def predict_batch(
     if plan.targets:
         prepare_folder(plan.output, plan.options)
     if scheduler is not None:
-        from .cluster import score_on_cluster
+        from servefn.batch.cluster import score_on_cluster
 
         reports = score_on_cluster(
             archive or _archive(loaded),
@@ -198,14 +198,14 @@ def _load(model: ModelArg, options: BatchOptions) -> tuple[LoadedModel, bytes | 
     if isinstance(model, LoadedModel):
         return model, None
     if isinstance(model, bytes):
-        return read_model(model), model
+        return load_model(model), model
     uri = fspath(model)
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     extra = {"connection": options.connection} if options.connection else {}
     loader = loader_for(uri, **(extra if scheme in _MODEL_SCHEMES else {}))
     fetched = loader.fetch()
     assert fetched is not None  # only a fetch with an etag can answer "unchanged"
-    return read_model(fetched.data), fetched.data
+    return load_model(fetched.data), fetched.data
 
 
 def _archive(loaded: LoadedModel) -> bytes:

@@ -22,10 +22,10 @@ from typing import Any, TextIO
 from fsspec.compression import compr
 from fsspec.utils import infer_compression
 
-from ..loaders.base import describe_error, redact
-from ..loaders.remote import AZURE_PROTOCOLS, FsspecLoader
-from .errors import BatchError, BatchUsageError
-from .options import BatchOptions
+from servefn.batch.errors import BatchError, BatchUsageError
+from servefn.batch.options import BatchOptions
+from servefn.loaders.base import describe_error, redact
+from servefn.loaders.remote import AZURE_PROTOCOLS, FsspecLoader
 
 __all__ = [
     "STDOUT",

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 import pydantic_core
 
-from .options import Format
+from servefn.batch.options import Format
 
 __all__ = ["Columns", "CsvWriter", "JsonlWriter", "Writer", "writer_for"]
 

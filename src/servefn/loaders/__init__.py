@@ -26,14 +26,14 @@ from os import PathLike
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .base import Fetched, ModelLoader, redact
-from .local import LocalLoader
-from .memory import MemoryLoader
-from .source import ModelSource, SourceStats
+from servefn.loaders.base import Fetched, ModelLoader, redact
+from servefn.loaders.local import LocalLoader
+from servefn.loaders.memory import MemoryLoader
+from servefn.loaders.source import ModelSource, SourceStats
 
 if TYPE_CHECKING:
-    from .blob import BlobLoader
-    from .remote import FsspecLoader
+    from servefn.loaders.blob import BlobLoader
+    from servefn.loaders.remote import FsspecLoader
 
 __all__ = [
     "BlobLoader",

@@ -14,9 +14,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from servefn.errors import LoaderError
-
-from .base import Fetched, describe_error, display_connection, redact, redact_logger, require
-from .connection import AZURE_EXTRA, AzureConnection, resolve_connection
+from servefn.loaders.base import (
+    Fetched,
+    describe_error,
+    display_connection,
+    redact,
+    redact_logger,
+    require,
+)
+from servefn.loaders.connection import AZURE_EXTRA, AzureConnection, resolve_connection
 
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError

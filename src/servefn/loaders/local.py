@@ -8,8 +8,7 @@ from os import PathLike
 from pathlib import Path
 
 from servefn.errors import LoaderError
-
-from .base import Fetched
+from servefn.loaders.base import Fetched
 
 __all__ = ["LocalLoader"]
 

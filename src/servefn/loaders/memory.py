@@ -14,8 +14,7 @@ from __future__ import annotations
 import threading
 
 from servefn.errors import LoaderError
-
-from .base import Fetched, redact
+from servefn.loaders.base import Fetched, redact
 
 __all__ = ["MemoryLoader"]
 

@@ -23,9 +23,8 @@ from fsspec.registry import known_implementations
 from fsspec.registry import registry as imported_implementations
 
 from servefn.errors import LoaderError
-
-from .base import Fetched, describe_error, display_connection, redact, require
-from .connection import AZURE_EXTRA, resolve_connection
+from servefn.loaders.base import Fetched, describe_error, display_connection, redact, require
+from servefn.loaders.connection import AZURE_EXTRA, resolve_connection
 
 __all__ = ["FsspecLoader"]
 

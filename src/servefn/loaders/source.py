@@ -26,12 +26,11 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from servefn.errors import LoaderError, ModelUnavailable
-
-from .base import ModelLoader, describe_error, redact
-from .cache import CachedArtifact, DiskCache
+from servefn.loaders.base import ModelLoader, describe_error, redact
+from servefn.loaders.cache import CachedArtifact, DiskCache
 
 if TYPE_CHECKING:
-    from servefn.artifact import LoadedModel
+    from servefn.model._archive import LoadedModel
 
 __all__ = ["ModelSource", "SourceStats"]
 
@@ -77,7 +76,7 @@ class ModelSource(Generic[T]):
         A :class:`ModelLoader`, or a path or URL for :func:`~servefn.loaders.loader_for`.
     parse:
         Turns artifact bytes into a model, raising on a bad artifact. Default:
-        :func:`servefn.artifact.read_model`. A parser with a true ``accepts_sha256`` attribute
+        :func:`servefn.artifact.load_model`. A parser with a true ``accepts_sha256`` attribute
         is also given ``sha256=`` (the digest computed here), so it need not hash again.
     refresh_after:
         Seconds between conditional checks for a new artifact (0: check on every call).
@@ -151,7 +150,7 @@ class ModelSource(Generic[T]):
         if sha256 is not None and not _SHA256.fullmatch(sha256.lower()):
             raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
         if isinstance(loader, (str, PathLike)):
-            from . import loader_for
+            from servefn.loaders import loader_for
 
             loader = loader_for(loader)
         self.loader = loader
@@ -441,9 +440,9 @@ class ModelSource(Generic[T]):
 
 
 def _read_model(data: bytes, *, sha256: str | None = None) -> LoadedModel:
-    from servefn.artifact import read_model
+    from servefn.model._archive import load_model
 
-    return read_model(data, sha256=sha256)
+    return load_model(data, sha256=sha256)
 
 
 _read_model.accepts_sha256 = True  # type: ignore[attr-defined]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from types import MappingProxyType
 
-from ..errors import PredictorError
-from .base import LoadOptions, Outputs, Payload, Predictor
+from servefn.errors import PredictorError
+from servefn.predictors.base import LoadOptions, Outputs, Payload, Predictor
 
 __all__ = [
     "LoadOptions",

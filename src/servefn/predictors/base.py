@@ -29,7 +29,7 @@ class Payload:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """What the caller of :func:`~servefn.artifact.read_model` allows beyond the safe defaults.
+    """What the caller of :func:`~servefn.artifact.load_model` allows beyond the safe defaults.
 
     ``trusted`` names extra types a skops payload may hold (each is built from the file, so name
     only types you expect); ``allow_pickle`` lets a pickle payload load, which runs any code the
@@ -89,7 +89,7 @@ class Predictor(ABC):
     def load_payload(
         cls, params: Mapping[str, Any], files: Mapping[str, bytes], options: LoadOptions
     ) -> Predictor:
-        """Rebuild a predictor under the caller's opt-ins; :func:`read_model` calls this.
+        """Rebuild a predictor under the caller's opt-ins; :func:`load_model` calls this.
 
         The default ignores ``options`` and calls :meth:`from_payload`; a predictor whose payload
         can need an opt-in (untrusted types, pickle) overrides it.

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import PredictorError
-from .linear import LinearClassifier, ScoreKind
+from servefn.errors import PredictorError
+from servefn.predictors.linear import LinearClassifier, ScoreKind
 
 __all__ = ["SUPPORTED_STEPS", "describe_steps", "export_linear"]
 

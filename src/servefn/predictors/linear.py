@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import PredictorError
-from ..npz import dump_arrays, load_arrays
-from .base import Outputs, Payload, Predictor
+from servefn.errors import PredictorError
+from servefn.model._npz import dump_arrays, load_arrays
+from servefn.predictors.base import Outputs, Payload, Predictor
 
 __all__ = ["LinearClassifier", "ScoreKind"]
 

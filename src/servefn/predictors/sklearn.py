@@ -28,8 +28,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from skops.io import exceptions as skops_errors
 
-from ..errors import ArtifactError, PredictorError
-from .base import LoadOptions, Outputs, Payload, Predictor
+from servefn.errors import ArtifactError, PredictorError
+from servefn.predictors.base import LoadOptions, Outputs, Payload, Predictor
 
 __all__ = ["PickleWarning", "ScoreSource", "SklearnPredictor"]
 
@@ -238,7 +238,7 @@ def _load_skops(data: bytes, trusted: Sequence[str]) -> Any:
         raise ArtifactError(
             f"{SKOPS_FILE} holds types that skops does not trust by default: {untrusted}. "
             "Each trusted type is built from the file, so name only types you expect, from a "
-            f"source you trust: read_model(..., trusted={untrusted})" + _reasons(untrusted)
+            f"source you trust: load_model(..., trusted={untrusted})" + _reasons(untrusted)
         ) from exc
     except _LOAD_ERRORS as exc:
         raise ArtifactError(
@@ -251,7 +251,7 @@ def _load_pickle(data: bytes, allow_pickle: bool) -> Any:
     if not allow_pickle:
         raise ArtifactError(
             f"this model was saved with pickle ({PICKLE_FILE}); loading it runs any code the file "
-            "holds. Only for a file from a source you trust: read_model(..., allow_pickle=True)"
+            "holds. Only for a file from a source you trust: load_model(..., allow_pickle=True)"
         )
     try:
         return pickle.loads(data)  # the caller opted in explicitly

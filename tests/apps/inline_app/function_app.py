@@ -12,8 +12,8 @@ import azure.functions as func
 import numpy as np
 
 from servefn import Schema, column
-from servefn.artifact import LoadedModel
 from servefn.azure import serve_http
+from servefn.model._archive import LoadedModel
 from servefn.predictors.base import Outputs
 from standins import StatelessPredictor
 

@@ -28,19 +28,19 @@ from os import PathLike, fspath
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import ArtifactError, PredictorError, SchemaError
-from .predictions import Predictions, Records
-from .predictors import LoadOptions, Predictor, predictor_class
-from .schema import Schema
+from servefn._version import __version__
+from servefn.errors import ArtifactError, PredictorError, SchemaError
+from servefn.model._records import Predictions, Records
+from servefn.predictors import LoadOptions, Predictor, predictor_class
+from servefn.schema._schema import Schema
 
 __all__ = [
     "FORMAT",
     "MANIFEST_NAME",
     "MAX_UNPACKED_BYTES",
     "LoadedModel",
+    "load_model",
     "read_manifest",
-    "read_model",
     "write_model",
 ]
 
@@ -173,7 +173,7 @@ def read_manifest(
     return manifest
 
 
-def read_model(
+def load_model(
     source: bytes | str | PathLike[str],
     *,
     max_unpacked: int = MAX_UNPACKED_BYTES,

@@ -38,12 +38,12 @@ import numpy as np
 import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from .artifact import LoadedModel
-from .delimited import numbered_rows, parse_rows
-from .errors import DataFormatError, ModelUnavailable, SchemaError, ServefnError
-from .predictions import Predictions, Records
-from .problems import PROBLEM_MEDIA_TYPE, Problem
-from .schema import Schema
+from servefn.errors import DataFormatError, ModelUnavailable, SchemaError, ServefnError
+from servefn.http._problems import PROBLEM_MEDIA_TYPE, Problem
+from servefn.model._archive import LoadedModel
+from servefn.model._records import Predictions, Records
+from servefn.schema._delimited import numbered_rows, parse_rows
+from servefn.schema._schema import Schema
 
 __all__ = [
     "DEFAULT_MAX_BATCH",

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DataFormatError, SchemaError
+from servefn.errors import DataFormatError, SchemaError
 
 if TYPE_CHECKING:
-    from .schema import Column
+    from servefn.schema._schema import Column
 
 __all__ = ["numbered_rows", "parse_rows", "read_columns"]
 

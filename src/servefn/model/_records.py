@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
-from .schema import Schema
+from servefn.schema._schema import Schema
 
 __all__ = ["Predictions", "Records"]
 

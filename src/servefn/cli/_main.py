@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from ._version import __version__
-from .cli_check import add_check
-from .cli_model import add_inspect, add_openapi, add_upload
-from .cli_predict import add_predict
-from .errors import ServefnError
+from servefn._version import __version__
+from servefn.cli._check import add_check
+from servefn.cli._model import add_inspect, add_openapi, add_upload
+from servefn.cli._predict import add_predict
+from servefn.errors import ServefnError
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -58,7 +58,7 @@ def _byte_count(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .devhost import DevHost
+    from servefn.devhost._host import DevHost
 
     logging.basicConfig(level=args.log_level.upper(), format=_LOG_FORMAT)
     DevHost(
@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_serve(subparsers: argparse._SubParsersAction[_Parser]) -> None:
-    from .devhost_asgi import DEFAULT_MAX_BODY_SIZE
+    from servefn.devhost._asgi import DEFAULT_MAX_BODY_SIZE
 
     parser = subparsers.add_parser(
         "serve",
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except ServefnError as exc:
-        from .errors import UsageError
+        from servefn.errors import UsageError
 
         print(f"servefn {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE

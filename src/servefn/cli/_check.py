@@ -10,13 +10,13 @@ import argparse
 import logging
 from typing import Any
 
-from .errors import ServefnError
+from servefn.errors import ServefnError
 
 __all__ = ["add_check"]
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .appcheck import check_app
+    from servefn.devhost._appcheck import check_app
 
     logging.basicConfig(level=logging.ERROR)  # the findings say it all; no retry chatter
     failed = total = 0

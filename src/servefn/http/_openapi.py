@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
-from ._version import __version__
-from .http import FEATURE_LIMIT
-from .problems import PROBLEM_MEDIA_TYPE
+from servefn._version import __version__
+from servefn.http._endpoint import FEATURE_LIMIT
+from servefn.http._problems import PROBLEM_MEDIA_TYPE
 
 if TYPE_CHECKING:
-    from .http import Endpoint
+    from servefn.http._endpoint import Endpoint
 
 __all__ = ["openapi_document"]
 

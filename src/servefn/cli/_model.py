@@ -42,7 +42,7 @@ def _local_model(text: str) -> str:
 
 
 def _apply_current_settings() -> None:
-    from .devhost_index import apply_local_settings
+    from servefn.devhost._indexing import apply_local_settings
 
     apply_local_settings(Path.cwd())
 
@@ -53,10 +53,10 @@ def _apply_current_settings() -> None:
 def _inspect(args: argparse.Namespace) -> int:
     import hashlib
 
-    from .artifact import read_manifest
-    from .errors import LoaderError
-    from .manifest_text import format_manifest
-    from .modelapp import model_loader
+    from servefn.cli._manifest_text import format_manifest
+    from servefn.devhost._modelapp import model_loader
+    from servefn.errors import LoaderError
+    from servefn.model._archive import read_manifest
 
     _apply_current_settings()
     loader = model_loader(args.model, args.connection)
@@ -108,7 +108,7 @@ def add_inspect(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _openapi(args: argparse.Namespace) -> int:
-    from .devhost import DevHost
+    from servefn.devhost._host import DevHost
 
     document = DevHost(args.target, connection=args.connection).openapi_document()
     sys.stdout.write(document.decode() + "\n")
@@ -139,7 +139,7 @@ def add_openapi(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from .upload import upload_model
+    from servefn.loaders.upload import upload_model
 
     _apply_current_settings()
     result = upload_model(

@@ -15,16 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .devhost_index import APP_FILE_NAME, HttpFunction
-from .errors import AppNotFoundError, DevHostError, ServefnError
-from .http import Endpoint, Response
-from .loaders import ModelLoader, ModelSource, loader_for, redact
-from .openapi import openapi_document
+from servefn.devhost._indexing import APP_FILE_NAME, HttpFunction
+from servefn.errors import AppNotFoundError, DevHostError, ServefnError
+from servefn.http._endpoint import Endpoint, Response
+from servefn.http._openapi import openapi_document
+from servefn.loaders import ModelLoader, ModelSource, loader_for, redact
 
 if TYPE_CHECKING:
     import azure.functions as func
 
-    from .artifact import LoadedModel
+    from servefn.model._archive import LoadedModel
 
 __all__ = ["AZURE_SCHEMES", "ROUTE_PREFIX", "ModelApp", "is_model_location", "model_loader"]
 
@@ -128,7 +128,7 @@ class ModelApp:
     def functions(self) -> list[HttpFunction]:
         """Predict, health and openapi.json as HTTP functions for the local host (under
         :data:`ROUTE_PREFIX`)."""
-        from .azure import function_for
+        from servefn.azure import function_for
 
         endpoint = self.endpoint
         predict = function_for(endpoint, "predict")  # recognised by the host: answered inline
@@ -145,7 +145,7 @@ def _function(
     methods: tuple[str, ...],
     answer: Callable[..., Response],
 ) -> HttpFunction:
-    from .azure import to_request, to_response
+    from servefn.azure import to_request, to_response
 
     def handler(req: func.HttpRequest) -> func.HttpResponse:
         return to_response(answer(to_request(req)))

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import write_model
-from .errors import PredictorError
-from .predictors import Predictor
-from .schema import Schema
+from servefn.errors import PredictorError
+from servefn.model._archive import write_model
+from servefn.predictors import Predictor
+from servefn.schema._schema import Schema
 
 __all__ = ["save"]
 
@@ -69,13 +69,13 @@ def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str,
     "try the scikit-learn form", which refuses what it cannot serve either (an unfitted model,
     something that is neither a classifier nor a regressor); other errors propagate.
     """
-    from .predictors.export import export_linear
+    from servefn.predictors.export import export_linear
 
     try:
         return export_linear(estimator), {"form": "linear"}
     except PredictorError as exc:
         reason = str(exc)
-    from .predictors.sklearn import SklearnPredictor
+    from servefn.predictors.sklearn import SklearnPredictor
 
     return SklearnPredictor(estimator, allow_pickle=allow_pickle), {
         "form": "sklearn",
@@ -84,7 +84,7 @@ def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str,
 
 
 def _describe_estimator(estimator: Any) -> dict[str, Any]:
-    from .predictors.export import _steps, describe_steps
+    from servefn.predictors.export import _steps, describe_steps
 
     final = _steps(estimator)[-1]
     record: dict[str, Any] = {
@@ -106,7 +106,7 @@ def _describe_estimator(estimator: Any) -> dict[str, Any]:
 
 
 def _evaluate(predictor: Predictor, X: np.ndarray, y: Any) -> dict[str, Any]:
-    from .metrics import classification_metrics
+    from servefn.model._metrics import classification_metrics
 
     outputs = predictor.predict(X)
     if "PredictedLabel" not in outputs:  # a regressor: Score is the prediction

@@ -26,7 +26,7 @@ from typing import Any
 
 import azure.functions as func
 
-from .errors import AppNotFoundError, DevHostError
+from servefn.errors import AppNotFoundError, DevHostError
 
 __all__ = [
     "APP_FILE_NAME",

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
 
-from .errors import SchemaError
+from servefn.errors import SchemaError
 
 __all__ = ["Column", "ColumnKind", "Role", "Schema", "column"]
 
@@ -313,7 +313,7 @@ class Schema(BaseModel):
         Blank lines are skipped; a malformed line raises :class:`~servefn.errors.DataFormatError`
         naming the file, line and column. Nothing is coerced silently.
         """
-        from .delimited import read_columns
+        from servefn.schema._delimited import read_columns
 
         return read_columns(path, cls.columns(), sep=sep, header=header, encoding=encoding)
 

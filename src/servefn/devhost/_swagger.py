@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .devhost_index import HttpFunction
-from .http import Response
-from .problems import PROBLEM_MEDIA_TYPE, Problem
+from servefn.devhost._indexing import HttpFunction
+from servefn.http._endpoint import Response
+from servefn.http._problems import PROBLEM_MEDIA_TYPE, Problem
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -165,7 +165,7 @@ class DocsPage:
 
     def function(self) -> HttpFunction:
         """The page as an HTTP function; route it at ``docs`` and ``docs/{asset}``."""
-        from .azure import to_response
+        from servefn.azure import to_response
 
         def docs(req: func.HttpRequest) -> func.HttpResponse:
             return to_response(self.answer(req.route_params.get("asset")))

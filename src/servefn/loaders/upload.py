@@ -1,7 +1,7 @@
 """Upload a verified ``model.zip`` to Azure Blob Storage without clobbering anyone's model.
 
 The Python equivalent of ``az storage blob upload``, for models: the file is verified with
-:func:`~servefn.artifact.read_model` first (a broken model is never uploaded); an existing blob
+:func:`~servefn.artifact.load_model` first (a broken model is never uploaded); an existing blob
 is replaced only with ``overwrite=True``, or with ``if_match=ETAG`` only while it still has the
 etag the caller last saw, so two people cannot silently overwrite each other's upload.
 
@@ -19,10 +19,10 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .artifact import read_model
-from .errors import ArtifactError, LoaderError, ServefnError
-from .loaders import redact
-from .loaders.base import describe_error
+from servefn.errors import ArtifactError, LoaderError, ServefnError
+from servefn.loaders import redact
+from servefn.loaders.base import describe_error
+from servefn.model._archive import load_model
 
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError
@@ -86,7 +86,7 @@ def _verified(source: str | PathLike[str]) -> bytes:
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}; nothing was uploaded") from None
     try:
-        read_model(data)
+        load_model(data)
     except ArtifactError as exc:
         raise ArtifactError(f"{path} is not a usable model ({exc}); nothing was uploaded") from None
     return data
@@ -114,7 +114,7 @@ def _upload_blob(
     from azure.core.exceptions import AzureError, ResourceExistsError
     from azure.storage.blob import ContentSettings
 
-    from .loaders.blob import BlobLoader
+    from servefn.loaders.blob import BlobLoader
 
     try:
         loader = BlobLoader(destination, connection or "AzureWebJobsStorage", timeout=timeout)
@@ -147,7 +147,7 @@ def _upload_fsspec(
     from fsspec.asyn import sync
     from fsspec.exceptions import FSTimeoutError
 
-    from .loaders.remote import FsspecLoader
+    from servefn.loaders.remote import FsspecLoader
 
     try:
         loader = FsspecLoader(destination, connection=connection)

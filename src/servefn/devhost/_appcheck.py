@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ServefnError
-from .loaders import redact
+from servefn.errors import ServefnError
+from servefn.loaders import redact
 
 if TYPE_CHECKING:
-    from .devhost_index import HttpFunction
-    from .schema import Schema
+    from servefn.devhost._indexing import HttpFunction
+    from servefn.schema._schema import Schema
 
 __all__ = ["Finding", "check_app", "example_record"]
 
@@ -54,7 +54,7 @@ def check_app(app_path: str | os.PathLike[str]) -> Iterator[Finding]:
     the environment, as ``func host start`` would. Raises
     :class:`~servefn.errors.AppNotFoundError` when the path holds no app.
     """
-    from .devhost_index import resolve_app_file
+    from servefn.devhost._indexing import resolve_app_file
 
     app_file = resolve_app_file(app_path)
     folder = app_file.parent
@@ -175,7 +175,7 @@ def _local_settings(folder: Path, ignored: list[str]) -> Finding:
 
 
 def _index(app_file: Path) -> tuple[tuple[HttpFunction, ...], Finding]:
-    from .devhost import DevHost
+    from servefn.devhost._host import DevHost
 
     host = DevHost(app_file)
     try:
@@ -196,8 +196,8 @@ def _check_function(
     requirements: dict[str, set[str]] | None,
     ignored: list[str],
 ) -> Iterator[Finding]:
-    from .azure import endpoint_of
-    from .loaders import ModelSource
+    from servefn.azure import endpoint_of
+    from servefn.loaders import ModelSource
 
     try:
         endpoint = endpoint_of(function.handler)

@@ -40,9 +40,9 @@ from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 
-from .devhost_index import HttpFunction
-from .devhost_routes import RouteTable
-from .problems import PROBLEM_MEDIA_TYPE, Problem
+from servefn.devhost._indexing import HttpFunction
+from servefn.devhost._routes import RouteTable
+from servefn.http._problems import PROBLEM_MEDIA_TYPE, Problem
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "FunctionsAsgiApp", "InvocationContext"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .loaders import redact
+from servefn.loaders import redact
 
 __all__ = ["format_manifest"]
 

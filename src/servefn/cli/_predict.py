@@ -13,8 +13,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .batch import BatchReport
-    from .cli import _Parser
+    from servefn.batch import BatchReport
+    from servefn.cli._main import _Parser
 
 __all__ = ["add_predict"]
 
@@ -38,10 +38,10 @@ def _separator(text: str) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .batch import BatchOptions, BatchUsageError, predict_batch
-    from .batch.progress import ProgressLine
-    from .cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-    from .errors import DataFormatError
+    from servefn.batch import BatchOptions, BatchUsageError, predict_batch
+    from servefn.batch.progress import ProgressLine
+    from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from servefn.errors import DataFormatError
 
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
@@ -100,7 +100,7 @@ def _report_skipped(report: BatchReport) -> None:
 
 def add_predict(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     """Register ``servefn predict``."""
-    from .batch.options import DEFAULT_CHUNK_SIZE
+    from servefn.batch.options import DEFAULT_CHUNK_SIZE
 
     parser = subparsers.add_parser(
         "predict",

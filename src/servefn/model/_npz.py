@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import ArtifactError
+from servefn.errors import ArtifactError
 
 __all__ = ["dump_arrays", "load_arrays"]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .devhost_asgi import DEFAULT_MAX_BODY_SIZE, FunctionsAsgiApp
-from .devhost_index import (
+from servefn.devhost._asgi import DEFAULT_MAX_BODY_SIZE, FunctionsAsgiApp
+from servefn.devhost._indexing import (
     AppNotFoundError,
     DevHostError,
     HttpFunction,
@@ -40,15 +40,15 @@ from .devhost_index import (
     read_route_prefix,
     resolve_app_file,
 )
-from .devhost_routes import CompiledRoute, RouteTable, RouteTemplateError, compile_route
-from .docs import DOCS_ROUTE, SWAGGER_UI_MISSING, DocsPage, swagger_ui_folder
-from .errors import ServefnError
-from .modelapp import ROUTE_PREFIX, ModelApp, is_model_location
+from servefn.devhost._modelapp import ROUTE_PREFIX, ModelApp, is_model_location
+from servefn.devhost._routes import CompiledRoute, RouteTable, RouteTemplateError, compile_route
+from servefn.devhost._swagger import DOCS_ROUTE, SWAGGER_UI_MISSING, DocsPage, swagger_ui_folder
+from servefn.errors import ServefnError
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from .http import Endpoint
+    from servefn.http._endpoint import Endpoint
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -92,7 +92,7 @@ def _serve_http_routes(
     functions: tuple[HttpFunction, ...],
 ) -> list[tuple[Endpoint, str, tuple[str, ...]]]:
     """(endpoint, route, methods) of the functions made by ``serve_http``."""
-    from .azure import endpoint_of
+    from servefn.azure import endpoint_of
 
     found = []
     for function in functions:
@@ -248,7 +248,7 @@ class DevHost:
 
     @staticmethod
     def _app_openapi(functions: tuple[HttpFunction, ...], route_prefix: str) -> bytes:
-        from .openapi import openapi_document
+        from servefn.http._openapi import openapi_document
 
         routes = _serve_http_routes(functions)
         if not routes:

@@ -47,6 +47,7 @@ atexit.register(_peak)
 STREAMED = (
     PEAK_AT_EXIT
     + """
+from servefn.schema import layout_of, read_delimited
 from servefn.cli._main import main
 code = main(sys.argv[1:])
 if code:
@@ -59,9 +60,9 @@ IN_MEMORY = (
 import numpy as np
 from servefn import load_model
 model = load_model(sys.argv[1])
-table = model.input_schema.read_delimited(sys.argv[2])
+table = read_delimited(model.input_schema, sys.argv[2])
 outputs = model.predictor.predict(
-    model.input_schema.table_to_matrix(table, model.predictor.dtype)
+    layout_of(model.input_schema).table_to_matrix(table, model.predictor.dtype)
 )
 np.savetxt(sys.argv[3], outputs["Score"], delimiter=",")
 """

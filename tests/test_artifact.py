@@ -18,6 +18,7 @@ import servefn
 from servefn import ArtifactError, Schema, column
 from servefn.model._archive import MANIFEST_NAME, load_model, read_manifest, write_model
 from servefn.predictors.linear import LinearClassifier
+from servefn.schema import layout_of
 
 
 class In(Schema):
@@ -59,7 +60,10 @@ def test_round_trip_gives_identical_predictions_and_schemas(tmp_path: Path) -> N
     expected, got = _predictor().predict(X), model.predictor.predict(X)
     np.testing.assert_array_equal(got["Score"], expected["Score"])
     np.testing.assert_array_equal(got["PredictedLabel"], expected["PredictedLabel"])
-    assert model.input_schema.spec() == In.spec() and model.output_schema.spec() == Out.spec()
+    assert (
+        layout_of(model.input_schema).spec() == layout_of(In).spec()
+        and layout_of(model.output_schema).spec() == layout_of(Out).spec()
+    )
     assert model.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert model.version == model.sha256[:12] and model.size == path.stat().st_size
     assert model.manifest["training"] == {"rows": 3}

@@ -22,6 +22,7 @@ from servefn.batch.report import MAX_REPORTED, PartitionReport
 from servefn.batch.writers import CsvWriter
 from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from servefn.errors import DataFormatError
+from servefn.schema import layout_of
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -46,7 +47,7 @@ def iris_rows() -> list[list[str]]:
 
 def expected(model: LoadedModel, rows: list[list[str]]) -> list[tuple[str, list[float]]]:
     """What the model answers for ``rows`` through its Python API."""
-    names = model.input_schema.feature_names()
+    names = layout_of(model.input_schema).feature_names
     records = [dict(zip(names, map(float, r[:4]), strict=True)) for r in rows]
     return [(p.predicted_label, p.score) for p in model.predict(records)]  # type: ignore[attr-defined]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import selectors
 import signal
@@ -11,13 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 
+import servefn.batch
+import servefn.devhost._modelapp
 from servefn import __version__
+from servefn.batch import BatchError, BatchUsageError
 from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from servefn.devhost._host import DevHost
+from servefn.errors import AppNotFoundError, DataFormatError, ServefnError, UsageError
 
 APPS = Path(__file__).parent / "apps"
 
@@ -147,3 +153,80 @@ def test_serve_options_reach_the_dev_host(monkeypatch: pytest.MonkeyPatch) -> No
     (host,) = received
     assert (host.app_path, host.host, host.port) == ("app_dir", "0.0.0.0", 0)
     assert (host.max_body_size, host.log_level) == (1024, "debug")
+
+
+# -- main maps every error to one line and an exit code -------------------------------------------
+
+FAILURE = ServefnError("the model\n  cannot be used")  # a message never spans lines on stderr
+
+
+def fail_with(
+    command: str, error: Exception, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> list[str]:
+    """The argv that runs ``command`` with its library call patched to raise ``error``."""
+
+    def raise_error(*args: object, **kwargs: object) -> NoReturn:
+        raise error
+
+    monkeypatch.chdir(tmp_path)  # inspect reads ./local.settings.json
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK")
+    if command == "predict":
+        monkeypatch.setattr(servefn.batch, "predict_batch", raise_error)
+        return ["predict", str(model), "-i", "flowers.csv"]
+    if command == "serve":
+        monkeypatch.setattr(DevHost, "run", raise_error)
+        return ["serve", str(model)]
+    monkeypatch.setattr(servefn.devhost._modelapp, "model_loader", raise_error)
+    return ["inspect", str(model)]
+
+
+@pytest.mark.parametrize("command", ["predict", "serve", "inspect"])
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (UsageError("no input file matches *.csv"), EXIT_USAGE, "no input file matches *.csv"),
+        (BatchUsageError("the output exists"), EXIT_USAGE, "the output exists"),
+        (AppNotFoundError("nope does not exist"), EXIT_USAGE, "nope does not exist"),
+        (FAILURE, EXIT_FAILURE, "the model cannot be used"),
+        (BatchError("cannot read in.csv"), EXIT_FAILURE, "cannot read in.csv"),
+        (ImportError("pip install 'servefn[azure]'"), EXIT_FAILURE, "pip install 'servefn[azure]'"),
+    ],
+)
+def test_main_maps_each_error_the_same_way_for_every_command(
+    command: str,
+    error: Exception,
+    code: int,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(fail_with(command, error, monkeypatch, tmp_path)) == code
+    out, err = capsys.readouterr()
+    assert err == f"servefn {command}: error: {message}\n" and out == ""
+
+
+def test_a_hint_is_added_only_where_the_command_declares_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_row = DataFormatError("x: 'a' is not a number", path="in.csv", line=3, column=1)
+    assert main(fail_with("predict", bad_row, monkeypatch, tmp_path)) == EXIT_FAILURE
+    assert capsys.readouterr().err.endswith(
+        "line 3, column 1: x: 'a' is not a number (pass --on-error skip to leave bad rows out)\n"
+    )
+    assert main(fail_with("inspect", bad_row, monkeypatch, tmp_path)) == EXIT_FAILURE
+    assert capsys.readouterr().err.endswith("line 3, column 1: x: 'a' is not a number\n")
+
+
+def test_a_bug_is_not_hidden_behind_an_exit_code(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(KeyError):
+        main(fail_with("serve", KeyError("a bug"), monkeypatch, tmp_path))
+
+
+def test_a_batch_usage_error_is_a_usage_error_and_a_batch_error() -> None:
+    assert issubclass(BatchUsageError, UsageError) and issubclass(BatchUsageError, BatchError)
+    copy = pickle.loads(pickle.dumps(BatchUsageError("no input file matches *.csv")))
+    assert isinstance(copy, BatchUsageError) and str(copy) == "no input file matches *.csv"

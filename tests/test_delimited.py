@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from servefn import DataFormatError, Schema, SchemaError, column
+from servefn.schema import layout_of, read_delimited
 
 IRIS = Path(__file__).resolve().parents[1] / "examples" / "iris" / "data" / "iris.txt"
 
@@ -30,7 +31,7 @@ class Mixed(Schema):
 
 def test_iris_file_reads_150_rows_and_skips_the_blank_last_line() -> None:
     assert IRIS.read_text().endswith("\n\n")
-    table = Iris.read_delimited(IRIS)
+    table = read_delimited(Iris, IRIS)
     assert set(table) == {"SepalLength", "SepalWidth", "PetalLength", "PetalWidth", "Label"}
     assert table["SepalLength"].shape == (150,) and table["SepalLength"].dtype == np.float64
     assert table["Label"][0] == "Iris-setosa" and table["Label"][-1] == "Iris-virginica"
@@ -39,7 +40,7 @@ def test_iris_file_reads_150_rows_and_skips_the_blank_last_line() -> None:
         "Iris-versicolor",
         "Iris-virginica",
     ]
-    matrix = Iris.table_to_matrix(table)
+    matrix = layout_of(Iris).table_to_matrix(table)
     assert matrix.shape == (150, 4) and matrix.dtype == np.float32
     np.testing.assert_allclose(matrix.max(axis=0), [7.9, 4.4, 6.9, 2.5], rtol=1e-6)
 
@@ -49,14 +50,14 @@ def test_typed_columns_vectors_header_quotes_and_separator(tmp_path: Path) -> No
     path.write_text(
         'name\tv1\tv2\tcount\tok\textra\n"a\tb"\t1\t2\t3\ttrue\t\n\nc\t4\t5e1\t-6\tNo\t0.5\n'
     )
-    table = Mixed.read_delimited(path, sep="\t", header=True)
+    table = read_delimited(Mixed, path, sep="\t", header=True)
     assert table["Name"].tolist() == ["a\tb", "c"]
     np.testing.assert_array_equal(table["Values"], [[1, 2], [4, 50]])
     assert table["Count"].tolist() == [3, -6] and table["Count"].dtype == np.int64
     assert table["Ok"].tolist() == [True, False]
     assert np.isnan(table["Extra"][0]) and table["Extra"][1] == 0.5
     np.testing.assert_array_equal(
-        Mixed.table_to_matrix(table), [[1, 2, 3, np.nan], [4, 50, -6, 0.5]]
+        layout_of(Mixed).table_to_matrix(table), [[1, 2, 3, np.nan], [4, 50, -6, 0.5]]
     )
 
 
@@ -85,10 +86,10 @@ def test_malformed_lines_name_file_line_and_column(
     path = tmp_path / "bad.csv"
     path.write_text(text)
     if line is None:  # a long label is a valid string: nothing to refuse
-        assert Iris.read_delimited(path)["Label"][1].endswith("e")
+        assert read_delimited(Iris, path)["Label"][1].endswith("e")
         return
     with pytest.raises(DataFormatError) as info:
-        Iris.read_delimited(path)
+        read_delimited(Iris, path)
     err = info.value
     assert (err.path, err.line, err.column) == (str(path), line, col)
     assert message is not None and message in str(err) and f"line {line}" in str(err)
@@ -98,10 +99,10 @@ def test_bad_int_and_bool_values_are_not_coerced(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("a,1,2,3.5,true\n")
     with pytest.raises(DataFormatError, match=r"line 1, column 3: Count: '3.5' is not a valid int"):
-        Mixed.read_delimited(path)
+        read_delimited(Mixed, path)
     path.write_text("a,1,2,3,maybe\n")
     with pytest.raises(DataFormatError, match="'maybe' is not a valid bool"):
-        Mixed.read_delimited(path)
+        read_delimited(Mixed, path)
 
 
 def test_columns_without_index_cannot_be_read(tmp_path: Path) -> None:
@@ -111,4 +112,4 @@ def test_columns_without_index_cannot_be_read(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("1\n")
     with pytest.raises(SchemaError, match=r"\['X'\] have no index"):
-        Unindexed.read_delimited(path)
+        read_delimited(Unindexed, path)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from servefn import Schema, SchemaError, column
+from servefn.schema import layout_of, schema_from_spec
 
 
 class Iris(Schema):
@@ -38,17 +40,17 @@ WALKTHROUGH = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "Petal
 
 
 def test_columns_follow_declaration_with_roles_and_wire_names() -> None:
-    assert [c.name for c in Iris.feature_columns()] == [
+    assert [c.name for c in layout_of(Iris).features] == [
         "SepalLength",
         "SepalWidth",
         "PetalLength",
         "PetalWidth",
     ]
-    label = Iris.label_column()
+    label = layout_of(Iris).label
     assert label is not None and (label.name, label.index, label.role) == ("Label", 4, "label")
-    assert Iris.n_features() == 4
-    assert Wide.n_features() == 6
-    assert Wide.feature_names() == [*(f"Pixels[{i}]" for i in range(4)), "Bias", "Count"]
+    assert layout_of(Iris).n_features == 4
+    assert layout_of(Wide).n_features == 6
+    assert layout_of(Wide).feature_names == (*(f"Pixels[{i}]" for i in range(4)), "Bias", "Count")
 
 
 def test_wire_names_validate_and_python_names_construct() -> None:
@@ -88,7 +90,7 @@ def test_nan_and_infinity_are_refused() -> None:
 def test_vector_columns_have_fixed_length_and_flatten_in_order() -> None:
     ok = Wide.model_validate({"Id": "a", "Pixels": [1, 2, 3, 4], "Bias": 0.5})
     assert ok.count == 1
-    matrix = Wide.to_matrix([ok, ok])
+    matrix = layout_of(Wide).to_matrix([ok, ok])
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, [[1, 2, 3, 4, 0.5, 1]] * 2)
     with pytest.raises(ValidationError) as info:
@@ -101,23 +103,23 @@ def test_vector_columns_have_fixed_length_and_flatten_in_order() -> None:
 def test_matrix_from_records_dicts_and_tables_agree() -> None:
     rows = [WALKTHROUGH, {**WALKTHROUGH, "SepalLength": 7.0}]
     records = [Iris.model_validate(r) for r in rows]
-    from_records = Iris.to_matrix(records)
-    from_dicts = Iris.dicts_to_matrix([r.model_dump() for r in records])
+    from_records = layout_of(Iris).to_matrix(records)
+    from_dicts = layout_of(Iris).to_matrix([Iris.model_validate(r.model_dump()) for r in records])
     table = {k: np.array([r[k] for r in rows]) for k in WALKTHROUGH}
     np.testing.assert_array_equal(from_records, from_dicts)
-    np.testing.assert_array_equal(from_records, Iris.table_to_matrix(table))
+    np.testing.assert_array_equal(from_records, layout_of(Iris).table_to_matrix(table))
     assert from_records.shape == (2, 4) and from_records[1, 0] == np.float32(7.0)
 
 
 def test_output_records_from_arrays_and_missing_outputs_named() -> None:
     outputs = {"PredictedLabel": np.array(["a", "b"]), "Score": np.array([[0.9, 0.1], [0.2, 0.8]])}
-    assert Prediction.records_from_arrays(outputs) == [
+    assert layout_of(Prediction).records_from_arrays(outputs) == [
         {"PredictedLabel": "a", "Score": [0.9, 0.1]},
         {"PredictedLabel": "b", "Score": [0.2, 0.8]},
     ]
-    assert Prediction.from_arrays(outputs)[1].predicted_label == "b"
+    assert layout_of(Prediction).from_arrays(outputs)[1].predicted_label == "b"
     with pytest.raises(SchemaError, match=r"\['Score'\].*produces \['PredictedLabel'\]"):
-        Prediction.records_from_arrays({"PredictedLabel": outputs["PredictedLabel"]})
+        layout_of(Prediction).records_from_arrays({"PredictedLabel": outputs["PredictedLabel"]})
 
 
 def test_misdeclared_schemas_fail_at_class_creation() -> None:
@@ -138,13 +140,15 @@ def test_misdeclared_schemas_fail_at_class_creation() -> None:
 
 def test_spec_round_trips_to_a_class_that_validates_the_same() -> None:
     for schema in (Iris, Wide, Prediction):
-        spec = json.loads(json.dumps(schema.spec()))
-        rebuilt = Schema.from_spec(spec)
-        assert rebuilt.spec() == schema.spec()
+        spec = json.loads(json.dumps(layout_of(schema).spec()))
+        rebuilt = schema_from_spec(spec)
+        assert layout_of(rebuilt).spec() == layout_of(schema).spec()
         assert rebuilt.model_json_schema()["properties"] == schema.model_json_schema()["properties"]
-    assert Schema.from_spec(Iris.spec()) is Schema.from_spec(Iris.spec())  # cached
+    assert schema_from_spec(layout_of(Iris).spec()) is schema_from_spec(
+        layout_of(Iris).spec()
+    )  # cached
     with pytest.raises(SchemaError, match="malformed"):
-        Schema.from_spec({"columns": [{"name": "x"}]})
+        schema_from_spec({"columns": [{"name": "x"}]})
 
 
 _values = st.one_of(
@@ -163,7 +167,7 @@ _keys = st.sampled_from(["Id", "Pixels", "Bias", "Count", "Flag", "pixels", "Oth
 def test_rebuilt_schema_accepts_and_refuses_exactly_the_same_inputs(
     body: dict[str, object],
 ) -> None:
-    rebuilt = Schema.from_spec(json.loads(json.dumps(Wide.spec())))
+    rebuilt = schema_from_spec(json.loads(json.dumps(layout_of(Wide).spec())))
 
     def outcome(schema: type[Schema]) -> object:
         try:
@@ -172,3 +176,40 @@ def test_rebuilt_schema_accepts_and_refuses_exactly_the_same_inputs(
             return [(e["type"], e["loc"]) for e in exc.errors()]
 
     assert outcome(rebuilt) == outcome(Wide)
+
+
+def test_two_label_columns_are_refused_at_class_creation() -> None:
+    with pytest.raises(SchemaError, match=r"2 label columns \(A, B\); keep one"):
+
+        class TwoLabels(Schema):
+            a: str = column(0, name="A", role="label")
+            b: str = column(1, name="B", role="label")
+
+
+def test_a_users_fields_may_take_any_name_servefn_used_to_claim() -> None:
+    names = ["spec", "columns", "feature_names", "to_matrix", "from_spec", "read_delimited"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a field shadows a parent attribute
+        Record = create_model(
+            "Record", __base__=Schema, **{n: (float, column(i)) for i, n in enumerate(names)}
+        )
+    record = Record.model_validate(dict.fromkeys(names, 1.0))
+    assert layout_of(Record).feature_names == tuple(names)
+    assert [getattr(record, n) for n in names] == [1.0] * len(names)
+    added = {n for n in set(dir(Schema)) - set(dir(BaseModel)) if not n.startswith("__")}
+    assert not added  # servefn adds no name to a user's class (one dunder: the layout)
+
+
+def test_layout_of_refuses_what_is_not_a_schema_subclass() -> None:
+    for not_a_schema in (Schema, BaseModel, dict):
+        with pytest.raises(SchemaError, match=r"not a subclass of servefn\.Schema"):
+            layout_of(not_a_schema)  # type: ignore[arg-type]
+
+
+def test_rebuilt_schema_classes_are_cached_within_a_bound() -> None:
+    from servefn.schema._spec import SPEC_CACHE_SIZE, _schema_from_spec
+
+    base = layout_of(Iris).spec()
+    for i in range(SPEC_CACHE_SIZE + 10):
+        schema_from_spec({**base, "title": f"Iris{i}"})
+    assert _schema_from_spec.cache_info().currsize <= SPEC_CACHE_SIZE

@@ -37,6 +37,7 @@ from sklearn.tree import DecisionTreeClassifier
 import servefn
 from servefn import ArtifactError, PredictorError, Schema, column
 from servefn.predictors.sklearn import PickleWarning
+from servefn.schema import layout_of
 
 TREE = "sklearn.tree._tree.Tree"
 HIST_TREE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
@@ -82,7 +83,7 @@ def _data(n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _records(X: np.ndarray) -> list[dict[str, float]]:
-    return [dict(zip(Features.feature_names(), row.tolist(), strict=True)) for row in X]
+    return [dict(zip(layout_of(Features).feature_names, row.tolist(), strict=True)) for row in X]
 
 
 def _scores(estimator: Any, X: np.ndarray) -> np.ndarray:
@@ -310,7 +311,7 @@ def _frame_pipeline(tmp_path: Path) -> tuple[Any, Path]:
             ]
         ),
         LogisticRegression(max_iter=1000),
-    ).fit(pd.DataFrame(X, columns=Features.feature_names()), y)
+    ).fit(pd.DataFrame(X, columns=layout_of(Features).feature_names), y)
     path = tmp_path / "model.zip"
     servefn.save(pipeline, path, input=Features, output=Prediction)
     return pipeline, path
@@ -321,9 +322,9 @@ def test_a_model_fitted_on_a_dataframe_gets_its_columns_by_name(tmp_path: Path) 
     import pandas as pd
 
     model = servefn.load_model(path)
-    assert model.predictor.feature_names == Features.feature_names()
+    assert model.predictor.feature_names == list(layout_of(Features).feature_names)
     X_new, _ = _data(3, seed=1)
-    frame = pd.DataFrame(X_new, columns=Features.feature_names())
+    frame = pd.DataFrame(X_new, columns=layout_of(Features).feature_names)
     out = model.predictor.predict(X_new.astype(np.float32))
     np.testing.assert_array_equal(out["PredictedLabel"], pipeline.predict(frame))
     np.testing.assert_array_equal(out["Score"], pipeline.predict_proba(frame))

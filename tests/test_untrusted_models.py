@@ -32,6 +32,7 @@ from reliability import FLOWER, Clock, IrisAnswer, IrisRecord, blob_app, model_b
 from servefn.azure import endpoint_of, serve_http
 from servefn.errors import ArtifactError
 from servefn.model._archive import LoadedModel, load_model
+from servefn.schema import layout_of
 from servefn.schema._schema import Schema
 
 if TYPE_CHECKING:
@@ -56,8 +57,8 @@ def archive(payload_name: str, payload: bytes, params: dict[str, Any]) -> bytes:
         "format": "servefn.model/1",
         "kind": "sklearn",
         "predictor": params,
-        "input": IrisRecord.spec(),
-        "output": IrisAnswer.spec(),
+        "input": layout_of(IrisRecord).spec(),
+        "output": layout_of(IrisAnswer).spec(),
         "training": {},
         "created": "2026-01-01T00:00:00+00:00",
         "servefn_version": servefn.__version__,

@@ -11,7 +11,8 @@
      ├── ModelUnavailable     no model could be loaded yet (the HTTP layer answers 503)
      ├── DevHostError         ``servefn serve`` cannot start (app, settings or address)
      └── UsageError           a command was given a wrong path or option (CLI exit code 2)
-          └── AppNotFoundError the path is not a function_app.py or a folder holding one
+          ├── AppNotFoundError the path is not a function_app.py or a folder holding one
+          └── servefn.batch.BatchUsageError  a batch run cannot start as asked
 
 Messages say what went wrong and what to do; they never carry secrets or request values.
 """

@@ -22,6 +22,7 @@ from servefn.batch.writers import Writer, writer_for
 from servefn.errors import DataFormatError, ServefnError
 from servefn.loaders.base import describe_error
 from servefn.model._archive import LoadedModel, load_model
+from servefn.schema import layout_of
 
 __all__ = ["check_options", "output_names", "score_partition", "score_stream"]
 
@@ -35,13 +36,13 @@ _MAX_CACHED_MODELS = 2
 
 def output_names(model: LoadedModel, options: BatchOptions) -> list[str]:
     """The output columns: the ``keep`` fields, then the model's outputs by wire name."""
-    predicted = [c.name for c in model.output_schema.columns() if c.role != "ignore"]
+    predicted = [c.name for c in layout_of(model.output_schema).columns if c.role != "ignore"]
     return [*options.keep, *predicted]
 
 
 def check_options(model: LoadedModel, options: BatchOptions) -> None:
     """Refuse, before any work, options that cannot work with this model."""
-    columns = model.input_schema.columns()
+    columns = layout_of(model.input_schema).columns
     predicted = output_names(model, options)[len(options.keep) :]
     clash = sorted(set(options.keep) & set(predicted))
     if clash:

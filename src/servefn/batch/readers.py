@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from servefn.batch.options import BatchOptions
 from servefn.batch.report import BadRow
 from servefn.errors import DataFormatError
+from servefn.schema import layout_of
 from servefn.schema._delimited import parse_rows
 from servefn.schema._schema import Column, Schema
 
@@ -79,7 +80,7 @@ def _csv_chunks(
     sep: str,
     dtype: type[np.floating[Any]],
 ) -> Iterator[Chunk]:
-    columns = schema.columns()
+    columns = layout_of(schema).columns
     fail = options.on_error == "fail"
     records = _csv_records(stream, sep=sep, header=options.header, source=source)
     while batch := list(itertools.islice(records, options.chunk_size)):
@@ -95,7 +96,7 @@ def _csv_chunks(
             rows = [rows[i] for i in np.flatnonzero(good)]
         yield Chunk(
             lines=[line for line, _ in rows],
-            matrix=schema.table_to_matrix(table, dtype),
+            matrix=layout_of(schema).table_to_matrix(table, dtype),
             kept={k: table[k] for k in options.keep},
             bad=bad,
         )
@@ -190,7 +191,7 @@ def _jsonl_chunks(
     options: BatchOptions,
     dtype: type[np.floating[Any]],
 ) -> Iterator[Chunk]:
-    names = {c.name for c in schema.columns()}
+    names = {c.name for c in layout_of(schema).columns}
     outside = [k for k in options.keep if k not in names]  # e.g. an id: removed before validation
     fail = options.on_error == "fail"
     lines = ((n, text) for n, text in enumerate(stream, start=1) if text.strip())
@@ -213,9 +214,9 @@ def _jsonl_chunks(
             for k in options.keep:
                 kept[k].append(values.get(k))
         matrix = (
-            schema.to_matrix(records, dtype)
+            layout_of(schema).to_matrix(records, dtype)
             if records
-            else np.empty((0, schema.n_features()), dtype=dtype)
+            else np.empty((0, layout_of(schema).n_features), dtype=dtype)
         )
         yield Chunk(lines=numbers, matrix=matrix, kept=dict(kept), bad=bad)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 
+from servefn.cli._options import EXIT_OK, Subparsers
 from servefn.errors import ServefnError
 
 __all__ = ["add_check"]
@@ -28,10 +28,10 @@ def _check(args: argparse.Namespace) -> int:
         raise ServefnError(
             f"{failed} of {total} checks failed; fix them and run servefn check again"
         )
-    return 0
+    return EXIT_OK
 
 
-def add_check(subparsers: argparse._SubParsersAction[Any]) -> None:
+def add_check(subparsers: Subparsers) -> None:
     """``servefn check APP_DIR``."""
     parser = subparsers.add_parser(
         "check",

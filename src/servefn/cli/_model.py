@@ -1,10 +1,10 @@
 """``servefn inspect``, ``servefn openapi`` and ``servefn upload``.
 
-Each ``add_<name>(subparsers)`` declares one subcommand for :mod:`servefn.cli`, whose ``main``
-turns a :class:`~servefn.errors.ServefnError` into one line on stderr and exit code 1 (2 for a
-path that names nothing). Storage settings come from the environment, then from
-``local.settings.json`` in the current folder, as for ``func`` commands; nothing printed
-carries a key or SAS token.
+Each ``add_<name>(subparsers)`` declares one subcommand; errors are raised for
+:func:`servefn.cli._main.main`, which turns a :class:`~servefn.errors.ServefnError` into one line
+on stderr and exit code 1 (2 for a path or option that cannot be used). Storage settings come
+from the environment, then from ``local.settings.json`` in the current folder, as for ``func``
+commands; nothing printed carries a key or SAS token.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+
+from servefn.cli._options import EXIT_OK, Subparsers
 
 __all__ = ["add_inspect", "add_openapi", "add_upload"]
 
@@ -66,7 +67,7 @@ def _inspect(args: argparse.Namespace) -> int:
     manifest = read_manifest(fetched.data)
     if args.json:
         print(json.dumps(manifest, indent=2))
-        return 0
+        return EXIT_OK
     remote = _SCHEME.match(args.model) is not None and not args.model.startswith("file://")
     print(
         format_manifest(
@@ -78,10 +79,10 @@ def _inspect(args: argparse.Namespace) -> int:
         ),
         end="",
     )
-    return 0
+    return EXIT_OK
 
 
-def add_inspect(subparsers: argparse._SubParsersAction[Any]) -> None:
+def add_inspect(subparsers: Subparsers) -> None:
     """``servefn inspect MODEL [--json] [--connection NAME]``."""
     parser = subparsers.add_parser(
         "inspect",
@@ -112,10 +113,10 @@ def _openapi(args: argparse.Namespace) -> int:
 
     document = DevHost(args.target, connection=args.connection).openapi_document()
     sys.stdout.write(document.decode() + "\n")
-    return 0
+    return EXIT_OK
 
 
-def add_openapi(subparsers: argparse._SubParsersAction[Any]) -> None:
+def add_openapi(subparsers: Subparsers) -> None:
     """``servefn openapi APP_OR_MODEL [--connection NAME]``."""
     parser = subparsers.add_parser(
         "openapi",
@@ -152,10 +153,10 @@ def _upload(args: argparse.Namespace) -> int:
     print(f"uploaded {args.model} to {result.uri} ({result.size:,} bytes)")
     print(f"etag    {result.etag}")
     print(f"sha256  {result.sha256}")
-    return 0
+    return EXIT_OK
 
 
-def add_upload(subparsers: argparse._SubParsersAction[Any]) -> None:
+def add_upload(subparsers: Subparsers) -> None:
     """``servefn upload MODEL DEST [--overwrite | --if-match ETAG] [--connection NAME]``."""
     parser = subparsers.add_parser(
         "upload",

@@ -2,8 +2,9 @@
 
 The options build a :class:`~servefn.batch.BatchOptions`; the run is
 :func:`~servefn.batch.predict_batch`. Predictions go to the output (standard output by
-default); progress and the bad-row report go to stderr. Importing this module is cheap: the
-batch engine is imported when the command runs.
+default); progress and the bad-row report go to stderr. Errors are raised for
+:func:`servefn.cli._main.main` to report; a malformed row's gets the ``--on-error skip`` hint.
+Importing this module is cheap: the batch engine is imported when the command runs.
 """
 
 from __future__ import annotations
@@ -12,20 +13,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from servefn.cli._options import EXIT_OK, Subparsers, positive_int
+from servefn.errors import DataFormatError
+
 if TYPE_CHECKING:
     from servefn.batch import BatchReport
-    from servefn.cli._main import _Parser
 
 __all__ = ["add_predict"]
 
 _PROG = "servefn predict"
 _SEPARATORS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
 
 
 def _separator(text: str) -> str:
@@ -38,48 +35,34 @@ def _separator(text: str) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from servefn.batch import BatchOptions, BatchUsageError, predict_batch
+    from servefn.batch import BatchOptions, predict_batch
     from servefn.batch.progress import ProgressLine
-    from servefn.cli._main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-    from servefn.errors import DataFormatError
 
+    options = BatchOptions(
+        input_format=args.format,
+        output_format=args.output_format,
+        chunk_size=args.chunk_size,
+        on_error=args.on_error,
+        header=args.header,
+        sep=args.sep,
+        encoding=args.encoding,
+        keep=tuple(args.keep),
+        connection=args.connection,
+        overwrite=args.overwrite,
+    )
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
-        options = BatchOptions(
-            input_format=args.format,
-            output_format=args.output_format,
-            chunk_size=args.chunk_size,
-            on_error=args.on_error,
-            header=args.header,
-            sep=args.sep,
-            encoding=args.encoding,
-            keep=tuple(args.keep),
-            connection=args.connection,
-            overwrite=args.overwrite,
+        report = predict_batch(
+            args.model,
+            args.input,
+            args.output,
+            options=options,
+            scheduler=args.scheduler,
+            on_rows=progress,
         )
-        try:
-            report = predict_batch(
-                args.model,
-                args.input,
-                args.output,
-                options=options,
-                scheduler=args.scheduler,
-                on_rows=progress,
-            )
-        finally:
-            if progress is not None:
-                progress.finish()
-    except BatchUsageError as exc:
-        print(f"{_PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except DataFormatError as exc:
-        print(
-            f"{_PROG}: error: {exc} (pass --on-error skip to leave bad rows out)", file=sys.stderr
-        )
-        return EXIT_FAILURE
-    except ImportError as exc:  # an optional package (adlfs, dask) the URL or option needs
-        print(f"{_PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    finally:
+        if progress is not None:
+            progress.finish()
     _report_skipped(report)
     return EXIT_OK
 
@@ -98,7 +81,7 @@ def _report_skipped(report: BatchReport) -> None:
         print(f"  ... and {report.skipped - len(report.bad_rows):,} more", file=sys.stderr)
 
 
-def add_predict(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+def add_predict(subparsers: Subparsers) -> None:
     """Register ``servefn predict``."""
     from servefn.batch.options import DEFAULT_CHUNK_SIZE
 
@@ -155,7 +138,7 @@ def add_predict(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     parser.add_argument("--encoding", default="utf-8", help="input text encoding (utf-8)")
     parser.add_argument(
         "--chunk-size",
-        type=_positive,
+        type=positive_int("whole number"),
         default=DEFAULT_CHUNK_SIZE,
         metavar="ROWS",
         help=f"rows scored at a time ({DEFAULT_CHUNK_SIZE:,}); memory depends on it",
@@ -173,4 +156,7 @@ def add_predict(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing output or part files"
     )
-    parser.set_defaults(handler=_predict)
+    parser.set_defaults(
+        handler=_predict,
+        hints={DataFormatError: "pass --on-error skip to leave bad rows out"},
+    )

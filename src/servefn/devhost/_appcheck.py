@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from servefn.errors import ServefnError
 from servefn.loaders import redact
+from servefn.schema import layout_of
 
 if TYPE_CHECKING:
     from servefn.devhost._indexing import HttpFunction
@@ -283,7 +284,7 @@ def example_record(schema: type[Schema]) -> dict[str, Any]:
     """An input record that satisfies ``schema``: required columns only, values within any
     declared bounds (1 for numbers, "a" for text, a vector of ones)."""
     record: dict[str, Any] = {}
-    for column in schema.columns():
+    for column in layout_of(schema).columns:
         if not column.required:
             continue
         bounds = column.constraints

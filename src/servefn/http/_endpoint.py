@@ -42,6 +42,7 @@ from servefn.errors import DataFormatError, ModelUnavailable, SchemaError, Serve
 from servefn.http._problems import PROBLEM_MEDIA_TYPE, Problem
 from servefn.model._archive import LoadedModel
 from servefn.model._records import Predictions, Records
+from servefn.schema import layout_of
 from servefn.schema._delimited import numbered_rows, parse_rows
 from servefn.schema._schema import Schema
 
@@ -140,18 +141,20 @@ class Endpoint:
     ) -> None:
         self.input_schema = input_schema
         self.output_schema = output_schema
+        self._input_layout = layout_of(input_schema)
+        self._output_layout = layout_of(output_schema)
         self.model = model
         self.handler = handler
         self.name = name
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
         self.log_bodies = log_bodies
-        self._numeric_features = all(c.kind != "str" for c in input_schema.feature_columns())
+        self._numeric_features = all(c.kind != "str" for c in layout_of(input_schema).features)
         self.is_async = handler is not None and inspect.iscoroutinefunction(handler)
         self._one = TypeAdapter(input_schema)
         batch: Any = Annotated[list[input_schema], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
         self._many: TypeAdapter[list[Schema]] = TypeAdapter(batch)
-        names = {c.name for c in input_schema.columns()} | set(input_schema.model_fields)
+        names = {c.name for c in layout_of(input_schema).columns} | set(input_schema.model_fields)
         self._accepts_instances = "instances" not in names
         self._required_fields = sum(f.is_required() for f in input_schema.model_fields.values())
         self._keys_are_fields = _keys_are_fields(input_schema)
@@ -159,8 +162,8 @@ class Endpoint:
             "Instances", __config__=ConfigDict(extra="forbid"), instances=(batch, ...)
         )
         self._instances: TypeAdapter[Any] = TypeAdapter(wrapper)
-        self._output_names = [c.name for c in output_schema.columns() if c.role != "ignore"]
-        self._output_columns = output_schema.columns()
+        self._output_names = list(self._output_layout.output_names)
+        self._output_columns = self._output_layout.columns
         self._checked_versions: set[str] = set()
         # The imported modules live as long as the worker: take them out of the cyclic
         # collector's scans, which otherwise slow a 10,000-row request by up to 2x. Not the
@@ -246,7 +249,7 @@ class Endpoint:
         if parsed.matrix is None and not self._numeric_features:
             return parsed
         records = parsed.records or []
-        row = self.input_schema.feature_row(records[0]) if len(records) == 1 else None
+        row = self._input_layout.feature_row(records[0]) if len(records) == 1 else None
         if row and parsed.matrix is None:  # one row of floats: checked without numpy
             total = sum(row)  # NaN when any value is NaN
             if total == total and min(row) >= -FEATURE_LIMIT and max(row) <= FEATURE_LIMIT:
@@ -256,7 +259,7 @@ class Endpoint:
             matrix = (
                 parsed.matrix
                 if parsed.matrix is not None
-                else self.input_schema.to_matrix(records, dtype)
+                else self._input_layout.to_matrix(records, dtype)
             )
         except OverflowError:  # an integer too large for any float
             self._refuse_out_of_range(parsed, self._places_over_limit(records))
@@ -264,7 +267,7 @@ class Endpoint:
         within = bool(np.abs(matrix).max(initial=0.0) <= FEATURE_LIMIT)
         if not within:  # NaN compares False either way: caught
             bad = ~(np.abs(matrix) <= FEATURE_LIMIT)
-            names = self.input_schema.feature_names()
+            names = self._input_layout.feature_names
             places = [(int(row), names[int(col)]) for row, col in np.argwhere(bad)[:100]]
             self._refuse_out_of_range(parsed, places)
         parsed.matrix = matrix
@@ -274,7 +277,7 @@ class Endpoint:
         """(row, column) of each value beyond the limit, found one by one (an error path)."""
         found = []
         for row, record in enumerate(records):
-            for column in self.input_schema.feature_columns():
+            for column in self._input_layout.features:
                 value = getattr(record, column.field)
                 values = value if isinstance(value, list) else [value]
                 if not all(abs(v) <= FEATURE_LIMIT for v in values):  # NaN too
@@ -314,8 +317,8 @@ class Endpoint:
 
     def _check_model(self, model: LoadedModel) -> None:
         """Refuse a model whose features differ from what this endpoint validates."""
-        declared = self.input_schema.feature_names()
-        found = model.input_schema.feature_names()
+        declared = self._input_layout.feature_names
+        found = layout_of(model.input_schema).feature_names
         if declared != found and self.handler is None:
             logger.error(
                 "model %s expects features %s but endpoint %s declares %s",
@@ -458,7 +461,7 @@ class Endpoint:
                 raise Problem(413, f"the CSV has {len(rows)} rows; the limit is {self.max_batch}")
             if not rows:
                 raise Problem(422, "the CSV body has no rows; send at least one")
-            table = parse_rows(rows, self.input_schema.columns(), source="body", quote_values=False)
+            table = parse_rows(rows, self._input_layout.columns, source="body", quote_values=False)
         except DataFormatError as exc:
             loc: list[str | int] = ["line", exc.line]
             if exc.column is not None:
@@ -473,7 +476,7 @@ class Endpoint:
             raise Problem(422, str(exc)) from None
         if self.handler is None:
             with np.errstate(over="ignore"):  # an overflow is inf, refused as out of range
-                matrix = self.input_schema.table_to_matrix(table)
+                matrix = self._input_layout.table_to_matrix(table)
             return _Parsed("many", matrix=matrix)
         columns = list(table)
         rows_as_dicts = [
@@ -483,7 +486,7 @@ class Endpoint:
 
     def _parse_query(self, request: Request) -> _Parsed:
         document: dict[str, Any] = {}
-        vectors = {c.name for c in self.input_schema.columns() if c.kind == "vector"}
+        vectors = {c.name for c in self._input_layout.columns if c.kind == "vector"}
         for key, value in request.query.items():
             if key in _IGNORED_QUERY:
                 continue
@@ -520,7 +523,7 @@ class Endpoint:
         matrix = (
             parsed.matrix
             if parsed.matrix is not None
-            else self.input_schema.to_matrix(self._records(parsed), dtype)
+            else self._input_layout.to_matrix(self._records(parsed), dtype)
         )
         return model.predictor.predict(matrix)
 
@@ -552,7 +555,7 @@ class Endpoint:
             outputs = outputs.arrays
         if isinstance(outputs, Mapping) and not self._one_record(outputs):  # arrays by column
             _check_finite(outputs)
-            return self.output_schema.records_from_arrays(outputs)
+            return self._output_layout.records_from_arrays(outputs)
         if isinstance(outputs, (Schema, Mapping)):
             outputs = [outputs]
         if not isinstance(outputs, Sequence):

@@ -10,6 +10,7 @@ import pydantic_core
 from servefn._version import __version__
 from servefn.http._endpoint import FEATURE_LIMIT
 from servefn.http._problems import PROBLEM_MEDIA_TYPE
+from servefn.schema import layout_of
 
 if TYPE_CHECKING:
     from servefn.http._endpoint import Endpoint
@@ -99,7 +100,7 @@ def _add_schema(schemas: dict[str, Any], model: Any, *, features: bool = False) 
 
 def _bound_features(model: Any, properties: dict[str, Any]) -> None:
     """Say that numeric features are float32 values, as the endpoint enforces (422 beyond)."""
-    for column in model.feature_columns():
+    for column in layout_of(model).features:
         schema = properties.get(column.name, {})
         targets = [schema.get("items", {})] if column.kind == "vector" else [schema]
         for target in [*targets, *schema.get("anyOf", [])]:
@@ -129,7 +130,7 @@ def _responses(endpoint: Endpoint, out: str, *, batch: bool) -> dict[str, Any]:
         if batch
         else one
     )
-    first = endpoint.output_schema.columns()[0].name
+    first = layout_of(endpoint.output_schema).columns[0].name
     responses: dict[str, Any] = {
         "200": {
             "description": "Predictions, in the shape of the request.",
@@ -188,7 +189,7 @@ def _get(endpoint: Endpoint, in_name: str, out_name: str) -> dict[str, Any]:
             "schema": properties.get(column.name, {}),
             **({"style": "form", "explode": False} if column.kind == "vector" else {}),
         }
-        for column in endpoint.input_schema.columns()
+        for column in layout_of(endpoint.input_schema).columns
     ]
     return {
         "operationId": f"{endpoint.name}_get",

@@ -32,6 +32,7 @@ from servefn._version import __version__
 from servefn.errors import ArtifactError, PredictorError, SchemaError
 from servefn.model._records import Predictions, Records
 from servefn.predictors import LoadOptions, Predictor, predictor_class
+from servefn.schema import layout_of, schema_from_spec
 from servefn.schema._schema import Schema
 
 __all__ = [
@@ -78,14 +79,14 @@ class LoadedModel:
         same_features = first is not None and _same_features(first, self.input_schema)
         built = records if type(records) is Records else None  # by the HTTP layer
         if same_features and len(records) == 1:
-            row = built.row if built is not None else first.feature_row(records[0])  # type: ignore[union-attr]
+            row = built.row if built is not None else layout_of(first).feature_row(records[0])  # type: ignore[arg-type]
             if row:  # one row of plain floats: no 1-row matrix
                 return Predictions(self.output_schema, self.predictor.predict_row(row))
         reuse = built.matrix if built is not None else None
         if same_features and reuse is not None and reuse.dtype == self.predictor.dtype:
             matrix = reuse  # built (and range-checked) by the HTTP layer from these records
         elif same_features and all(type(r) is first for r in records):
-            matrix = first.to_matrix(records, self.predictor.dtype)  # type: ignore[union-attr, arg-type]
+            matrix = layout_of(first).to_matrix(records, self.predictor.dtype)  # type: ignore[arg-type]
         else:
             rows = [
                 self.input_schema.model_validate(
@@ -93,7 +94,7 @@ class LoadedModel:
                 )
                 for r in records
             ]
-            matrix = self.input_schema.to_matrix(rows, self.predictor.dtype)
+            matrix = layout_of(self.input_schema).to_matrix(rows, self.predictor.dtype)
         return Predictions(self.output_schema, self.predictor.predict(matrix))
 
 
@@ -102,7 +103,8 @@ def _same_features(record_type: type, schema: type[Schema]) -> bool:
     """True when records of ``record_type`` are schema records with ``schema``'s features."""
     return (
         issubclass(record_type, Schema)
-        and record_type.__servefn_feature_names__ == schema.__servefn_feature_names__
+        and record_type is not Schema
+        and layout_of(record_type).feature_names == layout_of(schema).feature_names
     )
 
 
@@ -128,8 +130,8 @@ def write_model(
         "format": FORMAT,
         "kind": predictor.kind,
         "predictor": payload.params,
-        "input": input.spec(),
-        "output": output.spec(),
+        "input": layout_of(input).spec(),
+        "output": layout_of(output).spec(),
         "training": dict(training or {}),
         "created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
         "servefn_version": __version__,
@@ -199,8 +201,8 @@ def load_model(
     data = _as_bytes(source)
     manifest, files = _open_verified(data, max_unpacked)
     try:
-        input_schema = Schema.from_spec(manifest["input"])
-        output_schema = Schema.from_spec(manifest["output"])
+        input_schema = schema_from_spec(manifest["input"])
+        output_schema = schema_from_spec(manifest["output"])
         predictor = predictor_class(str(manifest["kind"])).load_payload(
             manifest.get("predictor", {}), files, options
         )
@@ -308,15 +310,15 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
 def _check_compatible(predictor: Predictor, input: type[Schema], output: type[Schema]) -> None:
     """Refuse to save a model whose schemas cannot drive its predictor."""
     n = predictor.n_features
-    if n is not None and n != input.n_features():
+    if n is not None and n != layout_of(input).n_features:
         raise ArtifactError(
-            f"{input.__name__} has {input.n_features()} features but the model expects {n}"
+            f"{input.__name__} has {layout_of(input).n_features} features but the model expects {n}"
         )
     names = predictor.feature_names
-    if names is not None and list(names) != input.feature_names():
+    if names is not None and tuple(names) != layout_of(input).feature_names:
         raise ArtifactError(_feature_name_mismatch(input, list(names)))
     produced = set(predictor.outputs)
-    wanted = [c.name for c in output.columns() if c.role != "ignore"]
+    wanted = [c.name for c in layout_of(output).columns if c.role != "ignore"]
     missing = [name for name in wanted if produced and name not in produced]
     if missing:
         raise ArtifactError(
@@ -327,7 +329,7 @@ def _check_compatible(predictor: Predictor, input: type[Schema], output: type[Sc
 
 def _feature_name_mismatch(input: type[Schema], expected: list[str]) -> str:
     """Name the schema's missing, unexpected and reordered features (after scikit-learn's)."""
-    given = input.feature_names()
+    given = layout_of(input).feature_names
     missing = [n for n in expected if n not in given]
     unexpected = [n for n in given if n not in expected]
     problems = [

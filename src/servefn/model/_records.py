@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
+from servefn.schema import layout_of
 from servefn.schema._schema import Schema
 
 __all__ = ["Predictions", "Records"]
@@ -46,11 +47,11 @@ class Predictions(Sequence[Schema]):
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """JSON-ready dicts keyed by wire name, straight from the arrays."""
-        return self.schema.records_from_arrays(self.arrays)
+        return layout_of(self.schema).records_from_arrays(self.arrays)
 
     def _all(self) -> list[Schema]:
         if self._records is None:
-            self._records = self.schema.from_arrays(self.arrays)
+            self._records = layout_of(self.schema).from_arrays(self.arrays)
         return self._records
 
     def __len__(self) -> int:

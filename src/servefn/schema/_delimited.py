@@ -17,12 +17,31 @@ import numpy as np
 from servefn.errors import DataFormatError, SchemaError
 
 if TYPE_CHECKING:
-    from servefn.schema._schema import Column
+    from servefn.schema._schema import Column, Schema
 
-__all__ = ["numbered_rows", "parse_rows", "read_columns"]
+__all__ = ["numbered_rows", "parse_rows", "read_columns", "read_delimited"]
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+
+
+def read_delimited(
+    schema: type[Schema],
+    path: str | PathLike[str],
+    *,
+    sep: str = ",",
+    header: bool = False,
+    encoding: str = "utf-8",
+) -> dict[str, np.ndarray]:
+    """Read a delimited text file into typed numpy columns by index (ML.NET's TextLoader).
+
+    One array per column of ``schema`` that has an ``index``, keyed by wire name. Blank lines are
+    skipped; a malformed line raises :class:`~servefn.errors.DataFormatError` naming the file,
+    line and column. Nothing is coerced silently.
+    """
+    from servefn.schema._layout import layout_of
+
+    return read_columns(path, layout_of(schema).columns, sep=sep, header=header, encoding=encoding)
 
 
 def read_columns(

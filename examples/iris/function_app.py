@@ -10,7 +10,7 @@ import os
 
 import azure.functions as func
 
-from servefn.azure import add_health_routes, serve_http
+from servefn import LoadedModel, Predictions, Records, add_health_routes, serve_http
 
 from schema import IrisData, IrisPrediction
 
@@ -24,7 +24,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     model=os.environ.get("MODEL_URI", "model.zip"),
     connection="AzureWebJobsStorage",
 )
-def predict(model, inputs):  # type: ignore[no-untyped-def]
+def predict(model: LoadedModel, inputs: Records) -> Predictions:
     """Predict the species of each flower (custom logic can go here)."""
     return model.predict(inputs)
 

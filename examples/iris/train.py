@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
 import servefn
+from servefn.schema import layout_of, read_delimited
 from servefn.trainers import SdcaMaximumEntropyClassifier
 
 from schema import IrisData, IrisPrediction
@@ -25,8 +26,8 @@ WALKTHROUGH_INPUT = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, 
 
 def train(model_path: Path = MODEL, *, random_state: int = 0) -> str:
     """Train on iris.txt, save ``model_path`` and return the archive's sha256."""
-    table = IrisData.read_delimited(DATA, sep=",")
-    X, y = IrisData.table_to_matrix(table), table["Label"]
+    table = read_delimited(IrisData, DATA, sep=",")
+    X, y = layout_of(IrisData).table_to_matrix(table), table["Label"]
     pipeline = make_pipeline(
         MaxAbsScaler(),
         SdcaMaximumEntropyClassifier(check_frequency=2, random_state=random_state),
@@ -49,8 +50,9 @@ def main() -> None:
     metrics = model.manifest["training"]["metrics"]
     accuracy = metrics["micro_accuracy"]
     print(f"Saved {MODEL.name} (sha256 {sha256[:12]}); training accuracy {accuracy:.2f}")
-    prediction = model.predict([WALKTHROUGH_INPUT])[0]
-    print(f"Predicted flower type is: {prediction.predicted_label}")  # type: ignore[attr-defined]
+    # the loaded model's output schema is rebuilt from the manifest: read it as IrisPrediction
+    prediction = IrisPrediction.model_validate(model.predict([WALKTHROUGH_INPUT]).to_dicts()[0])
+    print(f"Predicted flower type is: {prediction.predicted_label}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
-from servefn.model._npz import dump_arrays, load_arrays
+from servefn.predictors._npz import dump_arrays, load_arrays
 from servefn.predictors.base import Outputs, Payload, Predictor
 
 __all__ = ["LinearClassifier", "ScoreKind"]

@@ -130,7 +130,7 @@ def _encode(model: LinearModel, X: np.ndarray, dumps: Callable[[Any], bytes]) ->
 def builtin_path_handler() -> Function:
     """servefn's endpoint with no custom handler (the predictor runs on the matrix directly)."""
     from servefn.azure import to_request, to_response
-    from servefn.http._endpoint import Endpoint
+    from servefn.http import Endpoint
     from servefn.loaders import ModelSource
 
     data, prediction = iris_app.schemas()

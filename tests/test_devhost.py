@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servefn.devhost import _asgi as devhost_asgi
+from servefn.devhost import _inline as devhost_inline
 from servefn.devhost._host import AppNotFoundError, DevHost, DevHostError
 from servefn.devhost._indexing import apply_local_settings
 from servefn.devhost._routes import RouteTable, RouteTemplateError, compile_route
@@ -393,6 +393,42 @@ def test_port_in_use_is_a_clear_error() -> None:
             host.server()
 
 
+def test_servefn_serve_freezes_startup_objects_once_before_loading_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Freezing is the serving process's choice, made once at startup before the app (and any
+    model) is imported; DevHost.server, for embedding, leaves the collector alone (a plain
+    app's import here: serve_http's own startup call is tested in test_http)."""
+    import gc
+    import io
+
+    from servefn.http import _collector
+
+    calls: list[str] = []
+    monkeypatch.setattr(_collector, "_frozen", False)
+    monkeypatch.setattr(gc, "collect", lambda *args: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    _, sock = DevHost(APPS / "async_app", port=0).server()
+    sock.close()
+    assert calls == []
+
+    class Stopped:
+        def run(self, sockets: list[socket.socket]) -> None:
+            calls.append("served")
+
+    def serve_without_uvicorn(host: DevHost) -> tuple[Stopped, socket.socket]:
+        host.load()
+        calls.append("loaded")
+        bound = socket.socket()
+        bound.bind(("127.0.0.1", 0))
+        return Stopped(), bound
+
+    monkeypatch.setattr(DevHost, "server", serve_without_uvicorn)
+    for _ in range(2):
+        DevHost(APPS / "inline_app", port=0).run(out=io.StringIO())
+    assert calls == ["collect", "freeze", "loaded", "served", "loaded", "served"]
+
+
 def test_uvicorn_is_imported_only_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     code = "import sys, servefn.cli, servefn.devhost; print('uvicorn' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -535,15 +571,15 @@ def test_waits_far_apart_do_not_send_a_function_to_the_pool(
     host.load()
     app = host.asgi_app
     now = [1000.0]
-    monkeypatch.setattr(devhost_asgi.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(devhost_inline.time, "monotonic", lambda: now[0])
     for _ in range(5):
-        app._count_wait("thread_name", 0.05)
-        now[0] += devhost_asgi.INLINE_WAIT_WINDOW + 1
-    assert not app._pooled
+        app.inline.count_wait("thread_name", 0.05)
+        now[0] += devhost_inline.INLINE_WAIT_WINDOW + 1
+    assert not app.inline.pooled
     for _ in range(3):
-        app._count_wait("thread_name", 0.05)
+        app.inline.count_wait("thread_name", 0.05)
         now[0] += 1
-    assert app._pooled == {"thread_name"}
+    assert app.inline.pooled == {"thread_name"}
 
 
 def test_inline_answers_are_byte_for_byte_the_worker_path_answers() -> None:
@@ -573,8 +609,8 @@ def test_inline_answers_are_byte_for_byte_the_worker_path_answers() -> None:
 
     asgi_request(host, "POST", "/api/double", json={"seconds": 0})  # loads the model
     inline = answers()
-    assert "double" not in app._pooled and "double" in app._endpoints
-    app._pooled.add("double")  # as after a call that waited: the worker path from now on
+    assert "double" not in app.inline.pooled and "double" in app.inline.endpoints
+    app.inline.pooled.add("double")  # as after a call that waited: the worker path from now on
     assert inline == answers()
     assert [status for status, _, _ in inline] == [200, 200, 200, 422, 415, 400, 200, 405]
 
@@ -588,7 +624,7 @@ def test_sync_handlers_may_run_their_own_event_loop_on_the_inline_path() -> None
         response = asgi_request(host, "POST", "/api/own_loop", json={"seconds": seconds})
         assert response.status_code == 200, response.text
         assert response.json() == {"twice": seconds * 2}
-    assert "_run_own_loop" in host.asgi_app._endpoints and not host.asgi_app._pooled
+    assert "_run_own_loop" in host.asgi_app.inline.endpoints and not host.asgi_app.inline.pooled
 
 
 def test_a_served_model_file_is_answered_on_the_event_loop_too(trained_model: Path) -> None:
@@ -597,10 +633,10 @@ def test_a_served_model_file_is_answered_on_the_event_loop_too(trained_model: Pa
     host = DevHost(trained_model, port=0)
     host.load()
     app = host.asgi_app
-    assert set(app._endpoints) == {"predict"}
+    assert set(app.inline.endpoints) == {"predict"}
     flower = {"SepalLength": 3.3, "SepalWidth": 1.6, "PetalLength": 0.2, "PetalWidth": 5.1}
     inline = asgi_request(host, "POST", "/api/Predict", json=flower)
-    app._pooled.add("predict")
+    app.inline.pooled.add("predict")
     pooled = asgi_request(host, "POST", "/api/Predict", json=flower)
     assert inline.status_code == pooled.status_code == 200
     assert inline.json()["PredictedLabel"] == "Iris-virginica"

@@ -14,7 +14,7 @@ from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from servefn import PredictorError
-from servefn.predictors.export import export_linear
+from servefn.predictors.sklearn_linear import linear_from_sklearn
 
 CLASSIFIERS: list[tuple[str, Any]] = [
     ("logreg", lambda: LogisticRegression(max_iter=2000)),
@@ -49,7 +49,7 @@ def test_exported_predictions_and_scores_match_sklearn(
 ) -> None:
     X, y = _data(n_classes)
     pipeline = make_pipeline(*scalers(), classifier()).fit(X, y)
-    exported = export_linear(pipeline)
+    exported = linear_from_sklearn(pipeline)
     X_new = X + np.random.default_rng(0).normal(scale=0.5, size=X.shape)
     out = exported.predict(X_new)
     np.testing.assert_array_equal(out["PredictedLabel"], pipeline.predict(X_new))
@@ -73,11 +73,11 @@ def test_unsupported_steps_are_named() -> None:
         (DecisionTreeClassifier().fit(X, y), "DecisionTreeClassifier"),
     ]:
         with pytest.raises(PredictorError, match=f"^{name} cannot be exported"):
-            export_linear(estimator)
+            linear_from_sklearn(estimator)
     with pytest.raises(PredictorError, match="clip=True"):
-        export_linear(make_pipeline(MinMaxScaler(clip=True), LinearSVC()).fit(X, y))
+        linear_from_sklearn(make_pipeline(MinMaxScaler(clip=True), LinearSVC()).fit(X, y))
 
 
 def test_unfitted_models_are_refused_clearly() -> None:
     with pytest.raises(PredictorError, match="LogisticRegression is not fitted"):
-        export_linear(LogisticRegression())
+        linear_from_sklearn(LogisticRegression())

@@ -16,7 +16,8 @@ import pytest
 
 from servefn import Schema, column, load_model
 from servefn.azure import add_health_routes, endpoint_of, serve_http
-from servefn.loaders import Fetched, MemoryLoader
+from servefn.http import Request
+from servefn.loaders import Fetched, MemoryLoader, ModelSource
 from servefn.model._archive import LoadedModel, write_model
 from servefn.predictors.base import Outputs
 from servefn.predictors.linear import LinearClassifier
@@ -507,6 +508,166 @@ def test_large_batches_pause_the_collector_and_restore_it(model_path: Path) -> N
         assert not gc.isenabled()  # an app that turned it off keeps it off
     finally:
         gc.enable()
+
+
+def test_sync_and_async_handlers_answer_alike_and_both_pause_the_collector(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """handle and handle_async share one guarded path: the same answers, headers and problems
+    (500 ids aside, each in the log), and the collector paused for large bodies in both."""
+    import gc
+
+    seen: dict[str, list[bool]] = {"sync": [], "async": []}
+    limits = {"max_body_bytes": 300_000, "max_batch": 2500}
+
+    def answer(kind: str, model: LoadedModel, inputs: list[Schema]) -> Any:
+        seen[kind].append(gc.isenabled())
+        if getattr(inputs[0], "petal_width", None) == 99:
+            raise RuntimeError("internal detail: password=hunter2")
+        return model.predict(inputs)
+
+    @serve_http(Flower, Answer, model=str(model_path), **limits)
+    def sync_predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return answer("sync", model, inputs)
+
+    @serve_http(Flower, Answer, model=str(model_path), **limits)
+    async def async_predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        await asyncio.sleep(0)
+        return answer("async", model, inputs)
+
+    text = {**JSON_HEADERS, "Accept": "text/plain"}
+    requests: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
+        ("POST", ONE, JSON_HEADERS, {}),
+        ("POST", [ONE, SETOSA], JSON_HEADERS, {}),
+        ("POST", {"instances": [SETOSA]}, JSON_HEADERS, {}),
+        ("POST", [ONE] * 2000, JSON_HEADERS, {}),  # over 64 KB: the collector is paused
+        ("POST", ONE, text, {}),
+        ("POST", "3.3,1.6,0.2,5.1\n", {"Content-Type": "text/csv"}, {}),
+        (
+            "GET",
+            b"",
+            {},
+            {"SepalLength": "5.1", "SepalWidth": "3.5", "PetalLength": "1.4", "PetalWidth": "0.2"},
+        ),
+        ("POST", '{"SepalLength": 3.3', JSON_HEADERS, {}),  # 400
+        ("POST", '{"SepalLength": 1, "SepalLength": 2}', JSON_HEADERS, {}),  # 400
+        ("POST", {**ONE, "SepalLength": "wide"}, JSON_HEADERS, {}),  # 422
+        ("POST", [ONE] * 3000, JSON_HEADERS, {}),  # 413: batch
+        ("POST", [ONE] * 4000, JSON_HEADERS, {}),  # 413: body
+        ("POST", ONE, {**JSON_HEADERS, "Content-Length": "999999"}, {}),  # 413: declared
+        ("POST", ONE, {"Content-Type": "text/xml"}, {}),  # 415
+        ("PUT", ONE, JSON_HEADERS, {}),  # 405
+        ("POST", {**ONE, "PetalWidth": 99}, JSON_HEADERS, {}),  # 500
+        ("POST", [{**ONE, "PetalWidth": 99}] * 2000, JSON_HEADERS, {}),  # 500, paused
+    ]
+
+    def outcome(response: func.HttpResponse) -> tuple[Any, ...]:
+        body: Any = response.get_body()
+        if response.status_code == 500:
+            body = problem(response)
+            error_id = body.pop("error_id")
+            assert error_id in body.pop("detail") and error_id in caplog.text
+            assert "hunter2" not in response.get_body().decode()
+        return response.status_code, response.mimetype, dict(response.headers), body
+
+    with caplog.at_level(logging.ERROR, logger="servefn.http"):
+        for method, body, headers, params in requests:
+            seen["sync"].clear()
+            seen["async"].clear()
+            synced = call(sync_predict, method, body, headers, params)
+            request = func.HttpRequest(
+                method,
+                "http://localhost/api/Predict",
+                headers=headers,
+                params=params,
+                body=call_body(body),
+            )
+            awaited = asyncio.run(async_predict(request))
+            assert outcome(synced) == outcome(awaited), (method, headers, str(body)[:80])
+            assert seen["sync"] == seen["async"], (method, headers, str(body)[:80])
+            assert gc.isenabled()
+    statuses = [call(sync_predict, m, b, h, p).status_code for m, b, h, p in requests]
+    assert statuses == [200] * 7 + [400, 400, 422, 413, 413, 413, 415, 405, 500, 500]
+    seen["sync"].clear()
+    seen["async"].clear()
+    call(sync_predict, body=[ONE] * 2000, headers=JSON_HEADERS)
+    asyncio.run(async_predict(json_request([ONE] * 2000)))
+    call(sync_predict, body=ONE, headers=JSON_HEADERS)
+    asyncio.run(async_predict(json_request(ONE)))
+    assert seen == {"sync": [False, True], "async": [False, True]}
+
+
+def call_body(body: Any) -> bytes:
+    """A request body as :func:`call` encodes it."""
+    text = json.dumps(body) if isinstance(body, (dict, list)) else body
+    return text.encode() if isinstance(text, str) else text
+
+
+def json_request(body: Any) -> func.HttpRequest:
+    return func.HttpRequest(
+        "POST", "http://localhost/api/Predict", headers=JSON_HEADERS, body=call_body(body)
+    )
+
+
+def test_constructing_an_endpoint_leaves_the_garbage_collector_alone(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building an endpoint is no process-wide act: freezing is a host's choice."""
+    import gc
+
+    from servefn.http import Endpoint, _collector
+
+    monkeypatch.setattr(_collector, "_frozen", False)  # as in a fresh process
+    touched: list[str] = []
+    for name in ("collect", "freeze", "unfreeze", "disable", "enable", "set_threshold"):
+        monkeypatch.setattr(gc, name, lambda *args, _name=name: touched.append(_name))
+    before = (gc.isenabled(), gc.get_freeze_count(), gc.get_threshold())
+    endpoint = Endpoint(Flower, Answer, _FixedModel(load_model(model_path)))
+    request = Request("POST", json.dumps(ONE).encode(), {"content-type": "application/json"})
+    assert endpoint.handle(request).status == 200
+    assert touched == []
+    assert (gc.isenabled(), gc.get_freeze_count(), gc.get_threshold()) == before
+
+
+def test_serve_http_freezes_startup_objects_once_before_its_model_loads(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first serve_http is the Functions worker's startup: it freezes what is alive then,
+    before the model loads (warm=True here), and never when it is handed a loaded model."""
+    import gc
+
+    from servefn.http import _collector
+
+    calls: list[str] = []
+    monkeypatch.setattr(_collector, "_frozen", False)  # as in a fresh process
+    monkeypatch.setattr(gc, "collect", lambda *args: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+
+    class Recording(MemoryLoader):
+        def fetch(self, etag: str | None = None) -> Fetched | None:
+            calls.append("load")
+            return super().fetch(etag)
+
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return model.predict(inputs)
+
+    serve_http(Flower, Answer, model=load_model(model_path))(predict)
+    assert calls == []  # a model in memory already: freezing it would keep it for good
+    for _ in range(2):
+        loader = Recording(model_path.read_bytes())
+        serve_http(Flower, Answer, model=ModelSource(loader), warm=True)(predict)
+    assert calls == ["collect", "freeze", "load", "load"]
+
+
+class _FixedModel:
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def get(self) -> LoadedModel:
+        return self.model
+
+    def info(self) -> dict[str, Any]:
+        return {"state": "ready", "version": self.model.version}
 
 
 class Mixed(Schema):

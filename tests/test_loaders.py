@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,18 +15,21 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from servefn.errors import LoaderError
+from servefn.errors import LoaderError, UsageError
 from servefn.loaders import (
     Fetched,
     LocalLoader,
     MemoryLoader,
     ModelLoader,
+    ModelSource,
     loader_for,
     redact,
     register_loader,
     registry,
+    takes_connection,
 )
 from servefn.loaders.remote import FsspecLoader
+from servefn.loaders.schemes import ConnectionNotApplicable, check_connection
 
 # --- redact -----------------------------------------------------------------------------------
 
@@ -265,6 +269,156 @@ def test_registry_is_read_only_and_extensible() -> None:
         _registry.pop("servefn-missing", None)
 
 
+def test_predictor_registry_has_the_same_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kinds map to ("module:Class", missing) like schemes do; entry points add kinds lazily."""
+    from importlib.metadata import EntryPoint
+
+    from servefn.errors import PredictorError
+    from servefn.predictors import _registry, predictor_class, register_predictor
+    from servefn.predictors import registry as kinds
+    from servefn.predictors.linear import LinearClassifier
+
+    assert kinds["sklearn"].missing == (
+        "this model needs scikit-learn and skops: pip install 'servefn[sklearn]'"
+    )
+    with pytest.raises(TypeError):
+        kinds["x"] = kinds["sklearn"]  # type: ignore[index]
+    try:
+        register_predictor("servefn-test", LinearClassifier)
+        register_predictor("servefn-test", "servefn.predictors.linear:LinearClassifier")  # same
+        assert predictor_class("servefn-test") is LinearClassifier
+        with pytest.raises(PredictorError, match="already served by"):
+            register_predictor("servefn-test", "servefn.predictors.sklearn:SklearnPredictor")
+        register_predictor(
+            "servefn-test", "servefn_no_such_package:P", missing="pip install x", clobber=True
+        )
+        with pytest.raises(PredictorError, match=r"^pip install x$"):
+            predictor_class("servefn-test")
+    finally:
+        _registry.pop("servefn-test")
+
+    plugin = EntryPoint(
+        "servefn-plugin", "servefn.predictors.linear:LinearClassifier", "servefn.predictors"
+    )
+    monkeypatch.setattr(
+        "importlib.metadata.entry_points",
+        lambda group: [plugin] if group == "servefn.predictors" else [],
+    )
+    try:
+        assert predictor_class("servefn-plugin") is LinearClassifier
+        assert kinds["servefn-plugin"].target == "servefn.predictors.linear:LinearClassifier"
+    finally:
+        _registry.pop("servefn-plugin")
+    with pytest.raises(PredictorError, match="no predictor is registered for model kind 'nope'"):
+        predictor_class("nope")
+
+
+# --- connection= applies to Azure Storage only ------------------------------------------------
+
+AZURE_ONLY = re.escape("applies to blob://, az://, abfs://, abfss:// URLs (Azure Storage)")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "model.zip",
+        "C:\\models\\model.zip",
+        "file:///srv/models/model.zip",
+        "s3://bucket/model.zip",
+        "memory://bucket/model.zip",
+    ],
+)
+def test_loader_for_refuses_a_connection_outside_azure_storage(location: str) -> None:
+    assert not takes_connection(location)
+    with pytest.raises(ConnectionNotApplicable, match=f"^connection= {AZURE_ONLY}") as refused:
+        loader_for(location, connection="AzureWebJobsStorage")
+    assert isinstance(refused.value, UsageError)  # the CLI's exit code 2
+    assert f"not to {location}; drop it" in str(refused.value)
+
+
+def test_azure_storage_urls_take_a_connection() -> None:
+    for url in ("blob://m/model.zip", "az://m/model.zip", "ABFS://m/model.zip", "abfss://m/x"):
+        assert takes_connection(url)
+    # a run's connection is fine when any of its locations is in Azure Storage
+    check_connection("AzureWebJobsStorage", "model.zip", "az://data/in.csv")
+    check_connection(None, "model.zip")
+    with pytest.raises(ConnectionNotApplicable, match=r"not to model\.zip or in\.csv;"):
+        check_connection("AzureWebJobsStorage", "model.zip", "in.csv")
+
+
+def _entry_points() -> dict[str, Callable[[Path, str], object]]:
+    """Each way a location and a connection meet, called with a local model."""
+    from servefn.batch import BatchOptions, predict_batch
+    from servefn.devhost._modelapp import ModelApp, model_loader
+
+    return {
+        "loader_for": lambda model, setting: loader_for(model, setting),
+        "model_loader": lambda model, setting: model_loader(str(model), setting),
+        "ModelApp.load": lambda model, setting: ModelApp.load(model, connection=setting),
+        "predict_batch": lambda model, setting: predict_batch(
+            model,
+            str(model.with_name("in.csv")),
+            str(model.with_name("out.jsonl")),
+            options=BatchOptions(connection=setting),
+        ),
+    }
+
+
+@pytest.mark.parametrize("entry_point", sorted(_entry_points()))
+def test_every_entry_point_refuses_a_misapplied_connection(
+    entry_point: str, tmp_path: Path
+) -> None:
+    """The one rule of servefn.loaders.schemes, wherever a connection meets a location."""
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"not read: the connection is refused first")
+    with pytest.raises(ConnectionNotApplicable, match=AZURE_ONLY) as refused:
+        _entry_points()[entry_point](model, "AzureWebJobsStorage")
+    assert f"not to {model}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [(["serve"], "--connection"), (["inspect"], "--connection"), (["predict"], "connection=")],
+)
+def test_the_cli_refuses_a_misapplied_connection(
+    command: list[str], option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from servefn.cli._main import EXIT_USAGE, main
+
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"not read: the connection is refused first")
+    data = ["-i", str(tmp_path / "in.csv")] if command == ["predict"] else []
+    argv = [*command, str(model), *data, "--connection", "AzureWebJobsStorage"]
+    assert main(argv) == EXIT_USAGE
+    assert re.search(f"{re.escape(option)} {AZURE_ONLY}", capsys.readouterr().err)
+
+
+def test_serve_http_uses_its_connection_for_a_model_in_azure_storage(tmp_path: Path) -> None:
+    """``model=`` is usually an app setting (a file locally, a blob on Azure) while
+    ``connection=`` is code, so, like a binding's connection, it is used when the model is in
+    Azure Storage and a local model leaves it unused (the example app, run locally)."""
+    from servefn import Schema, column
+    from servefn.azure import endpoint_of, serve_http
+
+    class Features(Schema):
+        x: float = column(0, name="X")
+
+    class Label(Schema):
+        label: str = column(name="Label")
+
+    def sources(model: str) -> ModelSource[object]:
+        def predict(model: object, inputs: object) -> object:
+            return inputs
+
+        source = endpoint_of(serve_http(Features, Label, model=model, connection="Mine")(predict))
+        assert isinstance(source.model, ModelSource)
+        return source.model
+
+    assert isinstance(sources(str(tmp_path / "model.zip")).loader, LocalLoader)
+    assert "connection='Mine'" in repr(sources("blob://models/model.zip").loader)
+    assert "connection='Mine'" in repr(sources("az://models/model.zip").loader)
+
+
 def test_importing_loaders_imports_no_storage_sdk() -> None:
     code = textwrap.dedent(
         """
@@ -315,7 +469,18 @@ def test_public_surface() -> None:
         "redact",
         "register_loader",
         "registry",
+        "takes_connection",
     ]
     for name in loaders.__all__:
         assert getattr(loaders, name) is not None
     assert loaders.FsspecLoader is FsspecLoader
+
+
+def test_upload_without_the_azure_extra_names_it(
+    monkeypatch: pytest.MonkeyPatch, trained_model: Path
+) -> None:
+    from servefn.loaders.upload import upload_model
+
+    monkeypatch.setitem(sys.modules, "azure.storage.blob", None)
+    with pytest.raises(LoaderError, match=r"servefn upload needs .*pip install 'servefn\[azure\]'"):
+        upload_model(trained_model, "blob://models/model.zip")

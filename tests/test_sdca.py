@@ -1,6 +1,6 @@
 """SdcaMaximumEntropyClassifier against ML.NET's published iris figures and its own objective.
 
-Reference: ../shared/reference/sdca.md (the ML.NET algorithm) and dotnet/machinelearning's
+Reference: docs/sdca.md (the ML.NET algorithm) and dotnet/machinelearning's
 IrisPlantClassificationWithStringLabelTests (the figures asserted below).
 """
 

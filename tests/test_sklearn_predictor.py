@@ -198,6 +198,18 @@ def test_save_picks_the_linear_form_when_it_can_and_skops_otherwise(tmp_path: Pa
         servefn.save(DecisionTreeClassifier(), tmp_path / "m.zip", input=Features, output=Value)
 
 
+def test_save_without_skops_names_the_extra_for_a_model_with_no_numpy_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = _data(3)
+    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    monkeypatch.delitem(sys.modules, "servefn.predictors.sklearn", raising=False)
+    monkeypatch.setitem(sys.modules, "skops", None)
+    with pytest.raises(PredictorError, match=r"needs skops: pip install 'servefn\[sklearn\]'"):
+        servefn.save(tree, tmp_path / "tree.zip", input=Features, output=Prediction)
+    assert not (tmp_path / "tree.zip").exists()
+
+
 def test_untrusted_types_are_refused_by_name_and_admitted_when_named(tmp_path: Path) -> None:
     X, y = _data(3)
     pipeline = make_pipeline(Doubler(), SVC()).fit(X, y)

@@ -72,3 +72,50 @@ def test_the_worker_indexes_and_calls_the_iris_app(worker_python: Path, iris_app
     assert seen["json_status"] == 200
     assert seen["json_body"]["PredictedLabel"] == "Iris-virginica"
     assert seen["json_body"]["Score"][2] > 0.99
+
+
+COMPAT_PROBE = """
+import json
+
+import azure.functions as func
+
+from servefn import _compat
+
+app = func.FunctionApp()
+
+
+def predict(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("ok")
+
+
+builder = app.route()(predict)
+request = func.HttpRequest("GET", "http://x/api/a", headers={"X-A": "1"}, body=b"")
+print(json.dumps({
+    "azure_functions": func.__version__,
+    "headers_not_copied": _compat.header_dict(request.headers) is _compat.header_dict(
+        request.headers
+    ),
+    "builders_read": hasattr(app, "_function_builders")
+    and _compat.registered_functions(app) == [_compat.builder_function(builder)],
+    "loop_hidden": _compat.HIDES_RUNNING_LOOP,
+}))
+"""
+
+
+def test_the_private_attributes_servefn_reads_are_in_the_newer_worker_release(
+    worker_python: Path,
+) -> None:
+    """servefn._compat's private paths against azure-functions 2.x on Python 3.13 (the main
+    suite's tests/test_compat.py checks the release installed here)."""
+    done = subprocess.run(
+        [str(worker_python), "-c", COMPAT_PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "azure_functions": seen["azure_functions"],
+        "headers_not_copied": True,
+        "builders_read": True,
+        "loop_hidden": True,
+    }
+    assert seen["azure_functions"].startswith("2.")

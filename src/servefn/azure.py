@@ -16,14 +16,16 @@ import inspect
 import os
 import re
 import sys
-import types
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import azure.functions as func
 
+from servefn._compat import builder_function, header_dict, registered_functions
 from servefn.errors import ServefnError
+from servefn.http._collector import freeze_startup_objects
 from servefn.http._endpoint import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -31,9 +33,9 @@ from servefn.http._endpoint import (
     ModelProvider,
     Request,
     Response,
-    log_bodies_from_environment,
 )
-from servefn.loaders import ModelLoader, ModelSource, loader_for
+from servefn.http._guard import log_bodies_from_environment
+from servefn.loaders import ModelLoader, ModelSource, loader_for, takes_connection
 from servefn.model._archive import LoadedModel, load_model
 from servefn.predictors import Predictor
 from servefn.schema._schema import Schema
@@ -42,13 +44,11 @@ __all__ = [
     "add_health_routes",
     "endpoint_of",
     "function_for",
-    "plain_wrapper_endpoint",
     "serve_http",
     "to_request",
     "to_response",
 ]
 
-_AZURE_SCHEMES = ("blob://", "az://", "abfs://", "abfss://")
 ModelSpec = Union[str, "os.PathLike[str]", ModelLoader, ModelProvider, LoadedModel, None]
 
 
@@ -82,6 +82,10 @@ def serve_http(
     Request bodies, and exception messages that may quote them, are never logged unless
     ``log_bodies=True`` (default: the app setting ``SERVEFN_LOG_BODIES=1``), a debugging switch
     that also needs the ``servefn.http`` logger at DEBUG.
+
+    The first ``serve_http`` of a process is the Functions worker's startup: unless ``model``
+    is loaded already, it freezes the objects alive then, once, before any model loads
+    (:func:`servefn.http.freeze_startup_objects`, which says why).
     """
     body_logging = log_bodies_from_environment() if log_bodies is None else log_bodies
 
@@ -112,6 +116,8 @@ def serve_http(
             )
             handler, name = target, target.__name__
             is_async = inspect.iscoroutinefunction(target)
+        if provider.info().get("version") is None:  # the worker's startup: no model loaded yet
+            freeze_startup_objects()
         if warm and isinstance(provider, ModelSource):
             provider.warm()
         endpoint = Endpoint(
@@ -132,12 +138,17 @@ def serve_http(
     return decorate
 
 
+_ENDPOINTS: "weakref.WeakKeyDictionary[Callable[..., Any], Endpoint]" = weakref.WeakKeyDictionary()
+"""Each function :func:`function_for` made -> the endpoint it answers with."""
+
+
 def function_for(endpoint: Endpoint, name: str, *, is_async: bool = False) -> Callable[..., Any]:
     """The ``(req: func.HttpRequest) -> func.HttpResponse`` function that answers with
-    ``endpoint``, named ``name``: what ``serve_http`` returns, and what hosts recognise."""
+    ``endpoint``, named ``name``: what ``serve_http`` returns. It is registered, so that
+    :func:`endpoint_of` finds its endpoint (hosts, health and OpenAPI routes use that)."""
     wrapper = _async_wrapper(endpoint) if is_async else _sync_wrapper(endpoint)
     wrapper.__name__ = wrapper.__qualname__ = name
-    wrapper.__servefn_endpoint__ = endpoint  # type: ignore[attr-defined]
+    _ENDPOINTS[wrapper] = endpoint
     return wrapper
 
 
@@ -146,24 +157,6 @@ def _sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
         return to_response(endpoint.handle(to_request(req)))
 
     return handler
-
-
-_SYNC_WRAPPER_CODE = next(  # the code object of every function _sync_wrapper returns
-    c for c in _sync_wrapper.__code__.co_consts if isinstance(c, types.CodeType)
-)
-
-
-def plain_wrapper_endpoint(function: Any) -> Endpoint | None:
-    """The endpoint when ``function`` is serve_http's sync wrapper itself, else None.
-
-    A host may then call the endpoint directly with the same request data. A function that
-    only carries the attribute (``functools.wraps`` copies it to a decorator around the
-    wrapper) does not count: the decorator's own code must run.
-    """
-    endpoint = getattr(function, "__servefn_endpoint__", None)
-    if isinstance(endpoint, Endpoint) and getattr(function, "__code__", None) is _SYNC_WRAPPER_CODE:
-        return endpoint
-    return None
 
 
 def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
@@ -175,12 +168,7 @@ def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
 
 def to_request(req: func.HttpRequest) -> Request:
     """``func.HttpRequest`` -> :class:`~servefn.http.Request`, without copying headers."""
-    # azure.functions keeps the headers in a plain dict with lower-case names; use it when
-    # present (Mapping.get on the wrapper costs an exception per missing header).
-    headers = getattr(req.headers, "__http_headers__", None)
-    if not isinstance(headers, dict):
-        headers = {k.lower(): v for k, v in req.headers.items()}
-    return Request(method=req.method, body=req.get_body(), headers=headers, query=req.params)
+    return Request(req.method, req.get_body(), header_dict(req.headers), req.params)
 
 
 def to_response(response: Response) -> func.HttpResponse:
@@ -195,16 +183,29 @@ def to_response(response: Response) -> func.HttpResponse:
     )
 
 
-def endpoint_of(function: Any) -> Endpoint:
-    """The :class:`Endpoint` behind a ``serve_http`` function (or its ``@app.route`` builder)."""
-    candidates = [function]
-    inner = getattr(function, "_function", None)  # azure.functions' FunctionBuilder
-    if inner is not None and hasattr(inner, "get_user_function"):
-        candidates.append(inner.get_user_function())
-    for candidate in candidates:
-        endpoint = getattr(candidate, "__servefn_endpoint__", None)
-        if isinstance(endpoint, Endpoint):
+def endpoint_of(function: Any, *, exact: bool = False) -> Endpoint:
+    """The :class:`Endpoint` behind a ``serve_http`` function.
+
+    ``function`` may also be its ``@app.route`` builder, or a decorator around it made with
+    ``functools.wraps`` (followed through ``__wrapped__``). With ``exact=True`` only the
+    function ``serve_http`` made counts: a host that calls the endpoint in its place needs
+    that, since a decorator around it may add behaviour that must run.
+    """
+    candidate = function
+    if not exact:
+        built = builder_function(function)  # azure.functions' FunctionBuilder
+        if built is not None and hasattr(built, "get_user_function"):
+            candidate = built.get_user_function()
+    for _ in range(100):  # a __wrapped__ chain, never a loop
+        try:
+            endpoint = _ENDPOINTS.get(candidate)
+        except TypeError:  # not weak-referenceable or not hashable: not one of ours
+            endpoint = None
+        if endpoint is not None:
             return endpoint
+        candidate = None if exact else getattr(candidate, "__wrapped__", None)
+        if candidate is None:
+            break
     raise ServefnError(f"{function!r} was not made by serve_http")
 
 
@@ -269,13 +270,11 @@ def _provider(
         return model  # type: ignore[return-value]
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
-        options: dict[str, Any] = {}
-        if text.startswith(_AZURE_SCHEMES):
-            if connection is not None:
-                options["connection"] = connection
-        elif "://" not in text and base is not None and not Path(text).is_absolute():
+        if "://" not in text and base is not None and not Path(text).is_absolute():
             text = str(base / text)
-        model = loader_for(text, **options)
+        # model= is usually an app setting (a file locally, a blob on Azure) while connection=
+        # is code: like a binding's, it is used when the model is in Azure Storage
+        model = loader_for(text, connection if takes_connection(text) else None)
     if model is None:
         raise ServefnError("serve_http needs model=...: a path, a URL or a loader")
     return ModelSource(
@@ -359,13 +358,12 @@ def _default_auth(app: func.FunctionApp) -> func.AuthLevel:
 def _registered_routes(app: func.FunctionApp) -> list[tuple[Endpoint, str, tuple[str, ...]]]:
     """(endpoint, route, methods) of the serve_http functions registered on ``app`` so far."""
     found = []
-    for builder in getattr(app, "_function_builders", []):
-        function = getattr(builder, "_function", None)
-        user = function.get_user_function() if function is not None else None
-        endpoint = getattr(user, "__servefn_endpoint__", None)
-        if not isinstance(endpoint, Endpoint):
+    for function in registered_functions(app):
+        try:
+            endpoint = endpoint_of(function.get_user_function())
+        except ServefnError:
             continue
-        trigger = function.get_trigger() if function is not None else None
+        trigger = function.get_trigger()
         route = getattr(trigger, "route", None) or endpoint.name
         methods = tuple(
             str(getattr(m, "value", m)) for m in (getattr(trigger, "methods", None) or [])

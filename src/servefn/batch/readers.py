@@ -105,7 +105,7 @@ def _csv_chunks(
 def _csv_records(stream: TextIO, *, sep: str, header: bool, source: str) -> Iterator[_Row | BadRow]:
     """``(line, fields)`` per non-blank record, or a :class:`BadRow` where the CSV is broken.
 
-    Like :func:`servefn.delimited.numbered_rows`, but it goes on after a malformed record so
+    Like :func:`servefn.schema._delimited.numbered_rows`, but it goes on after a malformed record so
     that bad rows can be skipped.
     """
     reader = csv.reader(stream, delimiter=sep, strict=True)

@@ -29,17 +29,15 @@ from servefn.batch.storage import (
 )
 from servefn.batch.writers import writer_for
 from servefn.errors import ServefnError
-from servefn.loaders import loader_for
+from servefn.loaders import loader_for, takes_connection
 from servefn.loaders.base import redact
-from servefn.loaders.remote import AZURE_PROTOCOLS
+from servefn.loaders.schemes import check_connection
 from servefn.model._archive import LoadedModel, load_model, write_model
 
 __all__ = ["ModelArg", "Plan", "plan_batch", "predict_batch"]
 
 ModelArg = LoadedModel | bytes | str | PathLike[str]
 """A loaded model, the bytes of a model.zip, or a path or URL that servefn's loaders read."""
-
-_MODEL_SCHEMES = (*AZURE_PROTOCOLS, "blob")
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ def predict_batch(
     Parameters
     ----------
     model:
-        A :class:`~servefn.artifact.LoadedModel`, the bytes of a model.zip, or a path or URL
+        A :class:`~servefn.LoadedModel`, the bytes of a model.zip, or a path or URL
         (``blob://``, ``az://`` through ``options.connection``, any fsspec URL).
     input:
         A path or fsspec URL of one file, a glob, or a folder; each file is a partition.
@@ -116,11 +114,16 @@ def predict_batch(
 
     Raises :class:`~servefn.errors.DataFormatError` for a bad row when
     ``options.on_error == "fail"``, :class:`BatchUsageError` when the run cannot start as
-    asked, and :class:`BatchError` when the input, output, model or cluster fails. A failed run
+    asked (:class:`~servefn.loaders.schemes.ConnectionNotApplicable` when
+    ``options.connection`` is given but none of model, input and output is in Azure Storage),
+    and :class:`BatchError` when the input, output, model or cluster fails. A failed run
     removes the output files it wrote.
     """
     started = time.perf_counter()
     options = options or BatchOptions()
+    named = [fspath(model)] if isinstance(model, (str, PathLike)) else []
+    written = [output] if output is not None and output != STDOUT else []
+    check_connection(options.connection or None, *named, input, *written)
     loaded, archive = _load(model, options)
     plan = plan_batch(input, output, options, cluster=scheduler is not None)
     check_options(loaded, plan.options)
@@ -200,9 +203,8 @@ def _load(model: ModelArg, options: BatchOptions) -> tuple[LoadedModel, bytes | 
     if isinstance(model, bytes):
         return load_model(model), model
     uri = fspath(model)
-    scheme = uri.split("://", 1)[0] if "://" in uri else ""
-    extra = {"connection": options.connection} if options.connection else {}
-    loader = loader_for(uri, **(extra if scheme in _MODEL_SCHEMES else {}))
+    connection = options.connection or None  # for the run: the model may be local, data in Azure
+    loader = loader_for(uri, connection if takes_connection(uri) else None)
     fetched = loader.fetch()
     assert fetched is not None  # only a fetch with an etag can answer "unchanged"
     return load_model(fetched.data), fetched.data

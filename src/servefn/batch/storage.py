@@ -25,7 +25,8 @@ from fsspec.utils import infer_compression
 from servefn.batch.errors import BatchError, BatchUsageError
 from servefn.batch.options import BatchOptions
 from servefn.loaders.base import describe_error, redact
-from servefn.loaders.remote import AZURE_PROTOCOLS, FsspecLoader
+from servefn.loaders.remote import FsspecLoader
+from servefn.loaders.schemes import takes_connection
 
 __all__ = [
     "STDOUT",
@@ -53,8 +54,7 @@ class Location:
 
 def _filesystem(url: str, options: BatchOptions) -> tuple[Any, str, str]:
     """``(file system, path, display)`` for ``url``, connected like servefn's loaders."""
-    protocol = url.split("://", 1)[0] if "://" in url else "file"
-    connection = options.connection if protocol in AZURE_PROTOCOLS else None
+    connection = options.connection if takes_connection(url) else None  # the run's, if Azure
     try:
         loader = FsspecLoader(url, connection=connection, timeout=None, **options.storage_options)
         return loader.fs, loader.path, loader.uri

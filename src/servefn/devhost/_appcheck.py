@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from servefn.errors import ServefnError
-from servefn.loaders import redact
+from servefn.loaders import redact, takes_connection
 from servefn.schema import layout_of
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ __all__ = ["Finding", "check_app", "example_record"]
 
 Level = Literal["ok", "warn", "fail"]
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
-_AZURE_SCHEMES = ("blob://", "az://", "abfs://", "abfss://")
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,7 @@ def _model_location(
     requirements: dict[str, set[str]] | None,
     ignored: list[str],
 ) -> Iterator[Finding]:
-    if uri.startswith(_AZURE_SCHEMES):
+    if takes_connection(uri):  # Azure Storage: the server needs the Azure SDK
         extras = (requirements or {}).get("servefn", set())
         listed = requirements is not None and (
             "azure" in extras

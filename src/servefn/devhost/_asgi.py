@@ -7,11 +7,9 @@ case-insensitively, full URL), handed to the function under its trigger argument
 functions in a thread pool, async ones awaited), and the returned ``func.HttpResponse`` is sent
 back with the Content-Type the worker derives from mimetype and charset.
 
-One exception, for speed: a function that is ``serve_http``'s own sync wrapper, whose model is
-in memory, is answered on the event loop by calling its endpoint with the same request data
-(the same bytes go out; the thread-pool hand-off cost a third of the request rate). If its calls
-wait (blocking I/O in a custom handler) three times within a minute, that function goes to the
-pool for good.
+One exception, for speed: a function that ``serve_http`` made, whose model is in memory, is
+answered on the event loop by calling its endpoint with the same request data
+(:mod:`servefn.devhost._inline`).
 
 Errors are RFC 9457 ``application/problem+json`` bodies that never echo request values: 404 no
 route, 405 wrong method (with ``Allow``), 413 body over the limit (refused from Content-Length
@@ -28,12 +26,10 @@ import asyncio
 import functools
 import inspect
 import logging
-import random
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -41,8 +37,9 @@ from urllib.parse import parse_qsl, quote
 import azure.functions as func
 
 from servefn.devhost._indexing import HttpFunction
+from servefn.devhost._inline import InlineCalls
 from servefn.devhost._routes import RouteTable
-from servefn.http._problems import PROBLEM_MEDIA_TYPE, Problem
+from servefn.http import PROBLEM_MEDIA_TYPE, Problem, Request, Response
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "FunctionsAsgiApp", "InvocationContext"]
 
@@ -54,14 +51,6 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 """The Functions host's request body limit (100 MB)."""
-INLINE_WAIT_LIMIT = 0.020
-"""Seconds an inline call may spend not running (waiting) without counting as a wait."""
-INLINE_WAITS_ALLOWED = 2
-"""Waits a function may have on the event loop within ``INLINE_WAIT_WINDOW``; one more sends
-it to the pool for good. A lone wait can be the machine descheduling the server, or a model
-being parsed in the background holding the GIL, not the function blocking."""
-INLINE_WAIT_WINDOW = 60.0
-"""Seconds over which waits are counted; an older wait is forgotten."""
 
 logger = logging.getLogger("servefn.devhost")
 
@@ -227,6 +216,11 @@ class FunctionsAsgiApp:
         Largest request body accepted, in bytes; larger ones get 413.
     function_directory
         The app's folder, reported as ``context.function_directory``.
+
+    Attributes
+    ----------
+    inline
+        The ``serve_http`` functions answered on the event loop (:mod:`._inline`).
     """
 
     def __init__(
@@ -239,12 +233,7 @@ class FunctionsAsgiApp:
         self._routes = routes
         self._max_body_size = max_body_size
         self._function_directory = function_directory
-        self._endpoints = _servefn_endpoints(routes)
-        # servefn.http.Request, imported by the app already when it has endpoints
-        self._endpoint_request: Any = getattr(sys.modules.get("servefn.http"), "Request", None)
-        self._pooled: set[str] = set()
-        self._waits: dict[str, tuple[int, float]] = {}  # count, time of the first one
-        self._invocation_ids = _invocation_ids()
+        self.inline = InlineCalls(routes.targets())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -279,9 +268,10 @@ class FunctionsAsgiApp:
         except _ClientDisconnected:
             return _problem(Problem(400, "The client disconnected before sending its body."))
         params = _query_params(scope.get("query_string", b""))
-        endpoint = self._endpoints.get(match.target.name)
-        if endpoint is not None and self._runs_inline(match.target):
-            return self._answer_inline(match.target, endpoint, method, body, headers, params)
+        endpoint = self.inline.endpoint(match.target)
+        if endpoint is not None:
+            inline = Request(method.upper(), body, headers, params)
+            return self._answer_inline(match.target, endpoint.handle, inline)
         request = func.HttpRequest(
             method,
             _request_url(scope, headers),
@@ -293,13 +283,7 @@ class FunctionsAsgiApp:
         return await self._invoke(match.target, request)
 
     def _answer_inline(
-        self,
-        function: HttpFunction,
-        endpoint: Any,
-        method: str,
-        body: bytes,
-        headers: dict[str, str],
-        params: dict[str, str],
+        self, function: HttpFunction, handle: Callable[[Request], Response], request: Request
     ) -> tuple[int, RawHeaders, bytes]:
         """A serve_http function with its model in memory, answered on the event loop.
 
@@ -308,12 +292,10 @@ class FunctionsAsgiApp:
         ``func.HttpRequest`` and ``func.HttpResponse`` in between, and the bytes sent are the
         same (tests compare both ways).
         """
-        invocation_id = next(self._invocation_ids)
+        invocation_id = str(uuid.uuid4())
         started = time.perf_counter()
-        request = self._endpoint_request(method.upper(), body, headers, params)
         try:
-            answer = self._call_inline(function, endpoint.handle, request, started=started)
-            parts = _endpoint_parts(answer)
+            parts = _endpoint_parts(self.inline.call(function, handle, request))
         except Exception as exc:  # as in _invoke: a 500 with a logged id, never a crash
             return self._failed(function, invocation_id, started, exc)
         self._log_success(function, invocation_id, started)
@@ -343,7 +325,7 @@ class FunctionsAsgiApp:
         self, function: HttpFunction, request: func.HttpRequest
     ) -> tuple[int, RawHeaders, bytes]:
         """Call the function like the worker does; a failure becomes a 500 with a logged id."""
-        invocation_id = next(self._invocation_ids)
+        invocation_id = str(uuid.uuid4())
         kwargs: dict[str, Any] = {function.trigger_arg: request}
         context = None
         if function.wants_context:  # only a function that declares it can see the context
@@ -363,10 +345,6 @@ class FunctionsAsgiApp:
         try:
             if function.is_async:
                 result = await function.handler(**kwargs)
-            elif self._runs_inline(function):
-                result = self._call_inline(
-                    function, _call_in_thread, function.handler, kwargs, context, started=started
-                )
             else:
                 call = functools.partial(_call_in_thread, function.handler, kwargs, context)
                 result = await asyncio.get_running_loop().run_in_executor(None, call)
@@ -400,91 +378,14 @@ class FunctionsAsgiApp:
                 (time.perf_counter() - started) * 1000,
             )
 
-    def _runs_inline(self, function: HttpFunction) -> bool:
-        """True for a serve_http function whose model is in memory (and that never waited).
 
-        Such a call is CPU work of microseconds; handing it to the thread pool, as the worker
-        does with every sync function, cost a third of the request rate in GIL and thread
-        hand-offs. A call that may load or re-check its model still goes to the pool.
-        """
-        endpoint = self._endpoints.get(function.name)
-        return (
-            endpoint is not None
-            and function.name not in self._pooled
-            and endpoint.model_in_memory()
-        )
-
-    def _call_inline(
-        self, function: HttpFunction, call: Callable[..., Any], *args: Any, started: float
-    ) -> Any:
-        """Call on the event loop's thread, as if from a pool thread: the loop is hidden from
-        the call, so sync code that runs its own event loop (``asyncio.run``) works as it does
-        in the worker. Calls that wait (I/O, sleep, a lock) send the function to the pool."""
-        cpu_started = time.thread_time()
-        loop = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(None)
-        try:
-            return call(*args)
-        finally:
-            asyncio.events._set_running_loop(loop)
-            waited = (time.perf_counter() - started) - (time.thread_time() - cpu_started)
-            if waited > INLINE_WAIT_LIMIT:
-                self._count_wait(function.name, waited)
-
-    def _count_wait(self, name: str, waited: float) -> None:
-        now = time.monotonic()
-        waits, since = self._waits.get(name, (0, now))
-        if now - since > INLINE_WAIT_WINDOW:
-            waits, since = 0, now
-        waits += 1
-        self._waits[name] = (waits, since)
-        if waits <= INLINE_WAITS_ALLOWED:
-            return
-        self._pooled.add(name)
-        logger.warning(
-            "function %r waited %.0f ms while running on the event loop, %d times in %.0f s "
-            "(blocking I/O in its handler?); it runs in the thread pool from now on",
-            name,
-            waited * 1000,
-            waits,
-            now - since,
-        )
-
-
-def _servefn_endpoints(routes: RouteTable[HttpFunction]) -> dict[str, Any]:
-    """The endpoints of the routed functions that are serve_http's own sync wrapper, by name.
-
-    Only an exact wrapper counts (a decorator around it may add behaviour the host must run).
-    Nothing is imported for an app that does not use serve_http.
-    """
-    azure = sys.modules.get("servefn.azure")
-    if azure is None:
-        return {}
-    found = {}
-    for function in routes.targets():
-        endpoint = azure.plain_wrapper_endpoint(function.handler)
-        if endpoint is not None:
-            found[function.name] = endpoint
-    return found
-
-
-def _endpoint_parts(response: Any) -> tuple[int, RawHeaders, bytes]:
+def _endpoint_parts(response: Response) -> tuple[int, RawHeaders, bytes]:
     """Status, headers and body of a servefn ``Response``, exactly as ``_response_parts``
     makes them from the ``func.HttpResponse`` that ``servefn.azure.to_response`` builds."""
     media, _, charset = response.media_type.partition("; charset=")
     return _wire_parts(
         int(response.status), response.headers.items(), media, charset or "utf-8", response.body
     )
-
-
-def _invocation_ids() -> Iterator[str]:
-    """Random version-4 GUIDs, as the host's invocation ids, from a generator seeded once
-    (``uuid4()`` asks the OS for randomness on every request: 3 % of the host's time). Not
-    secret, but not a counter either: a 500's id does not tell a client how many came before."""
-    draw = random.Random(uuid.uuid4().int).getrandbits
-    while True:
-        h = f"{draw(128):032x}"
-        yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def _call_in_thread(

@@ -44,6 +44,7 @@ from servefn.devhost._modelapp import ROUTE_PREFIX, ModelApp, is_model_location
 from servefn.devhost._routes import CompiledRoute, RouteTable, RouteTemplateError, compile_route
 from servefn.devhost._swagger import DOCS_ROUTE, SWAGGER_UI_MISSING, DocsPage, swagger_ui_folder
 from servefn.errors import ServefnError
+from servefn.http import freeze_startup_objects
 
 if TYPE_CHECKING:
     import uvicorn
@@ -389,7 +390,10 @@ class DevHost:
     def run(self, out: TextIO | None = None) -> None:
         """Load the app, listen, print the startup text to ``out`` (stdout) and serve until
         stopped. Ctrl+C shuts down gracefully and returns, as ``uvicorn.run`` does; uvicorn
-        re-raises a SIGTERM after its graceful shutdown."""
+        re-raises a SIGTERM after its graceful shutdown. First, unless the app is loaded, it
+        freezes what is alive, before any model loads (:mod:`servefn.http._collector`)."""
+        if self._loaded is None:
+            freeze_startup_objects()
         server, sock = self.server()
         with sock:
             port = int(sock.getsockname()[1])

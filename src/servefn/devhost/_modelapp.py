@@ -10,34 +10,26 @@ contract, ``/api/health`` and ``/api/openapi.json``. The model is kept fresh by 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from servefn.devhost._indexing import APP_FILE_NAME, HttpFunction
 from servefn.errors import AppNotFoundError, DevHostError, ServefnError
-from servefn.http._endpoint import Endpoint, Response
+from servefn.http import Endpoint, Response
 from servefn.http._openapi import openapi_document
 from servefn.loaders import ModelLoader, ModelSource, loader_for, redact
+from servefn.loaders.schemes import check_connection, scheme_of
 
 if TYPE_CHECKING:
     import azure.functions as func
 
     from servefn.model._archive import LoadedModel
 
-__all__ = ["AZURE_SCHEMES", "ROUTE_PREFIX", "ModelApp", "is_model_location", "model_loader"]
+__all__ = ["ROUTE_PREFIX", "ModelApp", "is_model_location", "model_loader"]
 
-AZURE_SCHEMES = ("blob", "az", "abfs", "abfss")
-"""URL schemes that take a ``connection`` (an app setting, as on a Functions binding)."""
 PREDICT_ROUTE = "Predict"
 ROUTE_PREFIX = "api"
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
-
-
-def _scheme(location: str) -> str | None:
-    match = _SCHEME.match(location)
-    return match.group(1).lower() if match else None
 
 
 def is_model_location(location: str | os.PathLike[str]) -> bool:
@@ -47,7 +39,7 @@ def is_model_location(location: str | os.PathLike[str]) -> bool:
     no URL scheme is neither (:class:`AppNotFoundError`).
     """
     text = os.fspath(location)
-    if _scheme(text) not in (None, "file"):
+    if scheme_of(text) not in (None, "file"):
         return True
     path = Path(text.removeprefix("file://")).expanduser()
     if path.is_dir() or path.suffix == ".py":
@@ -63,18 +55,13 @@ def is_model_location(location: str | os.PathLike[str]) -> bool:
 def model_loader(location: str, connection: str | None = None) -> ModelLoader:
     """The loader for a path or URL; ``connection`` only for Azure URLs.
 
-    Raises :class:`AppNotFoundError` for a connection given with another kind of location,
-    :class:`DevHostError` for a storage package that is not installed.
+    Raises :class:`~servefn.loaders.schemes.ConnectionNotApplicable` (a usage mistake: exit
+    code 2) for a connection given with another kind of location, :class:`DevHostError` for a
+    storage package that is not installed.
     """
-    scheme = _scheme(location)
-    if connection is not None and scheme not in AZURE_SCHEMES:
-        raise AppNotFoundError(  # a usage mistake: exit code 2 on the command line
-            f"--connection applies to {', '.join(s + '://' for s in AZURE_SCHEMES)} URLs, "
-            f"not to {redact(location)}; drop it"
-        )
-    options = {} if connection is None else {"connection": connection}
+    check_connection(connection, location, option="--connection")  # loader_for's rule, CLI words
     try:
-        return loader_for(location, **options)
+        return loader_for(location, connection)
     except ImportError as exc:
         raise DevHostError(str(exc)) from None
     except ValueError as exc:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 
 from servefn._version import __version__
-from servefn.http._endpoint import FEATURE_LIMIT
+from servefn.http._features import FEATURE_LIMIT
 from servefn.http._problems import PROBLEM_MEDIA_TYPE
 from servefn.schema import layout_of
 

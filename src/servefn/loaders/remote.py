@@ -25,12 +25,12 @@ from fsspec.registry import registry as imported_implementations
 from servefn.errors import LoaderError
 from servefn.loaders.base import Fetched, describe_error, display_connection, redact, require
 from servefn.loaders.connection import AZURE_EXTRA, resolve_connection
+from servefn.loaders.schemes import ADLFS_SCHEMES, check_connection
 
 __all__ = ["FsspecLoader"]
 
 logger = logging.getLogger("servefn.loaders")
 
-AZURE_PROTOCOLS = frozenset({"az", "abfs", "abfss"})
 _DEFAULT_CONNECTION = "AzureWebJobsStorage"
 _ADLFS_ENVIRONMENT = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME")
 
@@ -50,10 +50,12 @@ class FsspecLoader:
     url:
         Any fsspec URL; credentials in it are redacted from :attr:`uri`.
     connection:
-        For ``az://``/``abfs://`` only: an app setting name, identity-based settings prefix,
-        connection string or account URL, with the same meaning as on a Functions binding
-        (:mod:`servefn.loaders.connection`). Without ``connection`` and without storage options,
-        ``AzureWebJobsStorage`` is used unless adlfs' own ``AZURE_STORAGE_*`` variables are set.
+        For ``az://``/``abfs://``/``abfss://`` only (else
+        :class:`~servefn.loaders.schemes.ConnectionNotApplicable`): an app setting name,
+        identity-based settings prefix, connection string or account URL, with the same meaning
+        as on a Functions binding (:mod:`servefn.loaders.connection`). Without ``connection``
+        and without storage options, ``AzureWebJobsStorage`` is used unless adlfs' own
+        ``AZURE_STORAGE_*`` variables are set.
     timeout:
         Seconds allowed for each call to an asynchronous file system (adlfs, http, s3, gcs)
         before it is cancelled; ``None`` waits as long as the file system does.
@@ -70,11 +72,8 @@ class FsspecLoader:
         **storage_options: Any,
     ) -> None:
         self.protocol = _protocol(url)
-        if connection is not None and self.protocol not in AZURE_PROTOCOLS:
-            raise ValueError(
-                f"connection= applies to az:// and abfs:// URLs, not {self.protocol}://"
-            )
         _require_implementation(self.protocol)
+        check_connection(connection, url, schemes=ADLFS_SCHEMES)  # blob:// is BlobLoader's
         self.url = url
         self.uri = redact(url)
         self.timeout = timeout
@@ -110,7 +109,7 @@ class FsspecLoader:
         account URL the file system actually uses (without its query string).
         """
         client = (
-            getattr(self.fs, "service_client", None) if self.protocol in AZURE_PROTOCOLS else None
+            getattr(self.fs, "service_client", None) if self.protocol in ADLFS_SCHEMES else None
         )
         if client is None:
             return self.uri
@@ -167,7 +166,7 @@ class FsspecLoader:
         return fs, path
 
     def _azure_connection(self) -> str | None:
-        if self.protocol not in AZURE_PROTOCOLS or self._connection is not None:
+        if self.protocol not in ADLFS_SCHEMES or self._connection is not None:
             return self._connection
         if self._options or "@" in self.url.split("://", 1)[1].split("/", 1)[0]:
             return None
@@ -188,7 +187,7 @@ def _protocol(url: str) -> str:
 
 
 def _require_implementation(protocol: str) -> None:
-    if protocol in AZURE_PROTOCOLS:
+    if protocol in ADLFS_SCHEMES:
         require("adlfs", f"{protocol}:// URLs need adlfs: {AZURE_EXTRA}")
         return
     if protocol in imported_implementations:

@@ -5,29 +5,30 @@ the next check; no lock, no I/O. When a check is due, the one caller that takes 
 the loader whether the artifact changed (a conditional request) while every other caller keeps
 getting the current model; with ``refresh_in_background=True`` (what ``serve_http`` uses) that
 caller only starts a thread that does it, so no request ever waits for storage once a model is
-loaded. A changed artifact is verified and parsed before it replaces the
-current one in a single assignment; a failed check or a refused artifact keeps the last good
-model and backs off. Before the first model, callers wait for one shared load, and a failed
+loaded. What a check does (the conditional request, the disk cache, the sha256 pin, the parse)
+is :mod:`servefn.loaders.check`; a changed artifact is verified and parsed before it replaces
+the current one in a single assignment, and a failed check or a refused artifact keeps the last
+good model and backs off. Before the first model, callers wait for one shared load, and a failed
 load raises :class:`ModelUnavailable` until its retry time without touching storage again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from servefn.errors import LoaderError, ModelUnavailable
-from servefn.loaders.base import ModelLoader, describe_error, redact
-from servefn.loaders.cache import CachedArtifact, DiskCache
+from servefn.errors import ModelUnavailable
+from servefn.loaders.base import ModelLoader, redact
+from servefn.loaders.check import ArtifactCheck, CurrentModel, SourceStats
+from servefn.loaders.schemes import loader_for
 
 if TYPE_CHECKING:
     from servefn.model._archive import LoadedModel
@@ -41,32 +42,6 @@ T = TypeVar("T")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-@dataclass
-class SourceStats:
-    """What a :class:`ModelSource` has done so far (for tests, benchmarks and health)."""
-
-    checks: int = 0
-    """Calls to the loader: each one a storage round trip."""
-    downloads: int = 0
-    """Checks that returned the artifact's bytes."""
-    loads: int = 0
-    """Artifacts parsed into a model."""
-    cache_hits: int = 0
-    """Models taken from the disk cache instead of a download."""
-    failures: int = 0
-    """Checks that failed, and artifacts refused (corrupt, or not the pinned sha256)."""
-
-
-@dataclass(frozen=True)
-class _Current(Generic[T]):
-    model: T
-    etag: str
-    sha256: str
-    size: int
-    loaded_at: float
-    origin: str
-
-
 class ModelSource(Generic[T]):
     """The current model from ``loader``, parsed by ``parse`` and kept fresh.
 
@@ -76,7 +51,7 @@ class ModelSource(Generic[T]):
         A :class:`ModelLoader`, or a path or URL for :func:`~servefn.loaders.loader_for`.
     parse:
         Turns artifact bytes into a model, raising on a bad artifact. Default:
-        :func:`servefn.artifact.load_model`. A parser with a true ``accepts_sha256`` attribute
+        :func:`servefn.load_model`. A parser with a true ``accepts_sha256`` attribute
         is also given ``sha256=`` (the digest computed here), so it need not hash again.
     refresh_after:
         Seconds between conditional checks for a new artifact (0: check on every call).
@@ -150,30 +125,32 @@ class ModelSource(Generic[T]):
         if sha256 is not None and not _SHA256.fullmatch(sha256.lower()):
             raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
         if isinstance(loader, (str, PathLike)):
-            from servefn.loaders import loader_for
-
             loader = loader_for(loader)
         self.loader = loader
         self.uri = redact(loader.uri)
         self.refresh_after = float(refresh_after)
         self.backoff_initial = float(backoff_initial)
         self.backoff_max = float(backoff_max)
-        self._parse: Callable[[bytes], Any] = parse or _read_model
         self._pin = sha256.lower() if sha256 is not None else None
-        self._cache_dir = cache_dir
-        self._cache: DiskCache | None = None
+        self._stats = SourceStats()
+        self._artifacts: ArtifactCheck[T] = ArtifactCheck(
+            loader,
+            self.uri,
+            parse or _read_model,
+            sha256=self._pin,
+            cache_dir=cache_dir,
+            stats=self._stats,
+        )
         self._clock = clock
         self._background = refresh_in_background
         self._refresher: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._current: _Current[T] | None = None
+        self._current: CurrentModel[T] | None = None
         self._next_check = -math.inf
         self._loading = False
         self._failures = 0
         self._last_error: str | None = None
         self._last_checked: float | None = None
-        self._rejected: tuple[str, str] | None = None  # etag in storage we refused, and why
-        self._stats = SourceStats()
 
     def __repr__(self) -> str:
         return f"ModelSource({self.uri!r}, version={self.version!r})"
@@ -242,14 +219,14 @@ class ModelSource(Generic[T]):
             ),
         }
 
-    def _state(self, current: _Current[T] | None) -> str:
+    def _state(self, current: CurrentModel[T] | None) -> str:
         if current is not None:
             return "stale" if self._last_error else "ready"
         if self._loading:
             return "loading"
         return "unavailable" if self._last_error else "idle"
 
-    def _refresh(self, current: _Current[T]) -> T:
+    def _refresh(self, current: CurrentModel[T]) -> T:
         """Check for a new artifact unless another caller is already doing so."""
         if not self._lock.acquire(blocking=False):
             return current.model
@@ -281,7 +258,7 @@ class ModelSource(Generic[T]):
             self._lock.release()
             raise
 
-    def _refresh_then_release(self, current: _Current[T]) -> None:
+    def _refresh_then_release(self, current: CurrentModel[T]) -> None:
         """The background check; the lock taken by :meth:`_start_refresh` is released here."""
         try:
             self._check(current)
@@ -307,99 +284,15 @@ class ModelSource(Generic[T]):
                 retry_after=retry_after,
             )
 
-    def _check(self, current: _Current[T] | None) -> None:
-        """One round trip to storage, then verify, parse, swap and schedule (lock held)."""
+    def _check(self, current: CurrentModel[T] | None) -> None:
+        """One check (lock held): swap in the model it returns, then schedule the next."""
         started = time.perf_counter()
         self._last_checked = time.time()
-        cache = self._disk_cache()
-        cached = cache.read() if cache is not None and current is None else None
-        if cached is not None:
-            etag: str | None = cached.etag
-        elif self._rejected is not None:
-            etag = self._rejected[0]
-        else:
-            etag = current.etag if current else None
-        self._stats.checks += 1
-        try:
-            fetched = self.loader.fetch(etag)
-        except Exception as exc:  # any loader failure must leave the last good model in place
-            error = str(exc) if isinstance(exc, LoaderError) else describe_error(exc)
-            if cached is not None:  # serve the local copy; the storage error is what to report
-                self._accept(cached, started, "disk cache, storage unreachable")
-            self._fail(redact(error), started)
-            return
-        if fetched is None and cached is not None:
-            refused = self._accept(cached, started, "disk cache, confirmed by storage")
-        elif fetched is None and self._rejected is not None:
-            refused = self._rejected[1]
-        elif fetched is None:
-            refused = None
-            logger.debug("model %s unchanged, checked in %.3fs", self.uri, _since(started))
-        else:
-            self._stats.downloads += 1
-            artifact = CachedArtifact(fetched.etag, fetched.data, _sha256(fetched.data))
-            refused = self._accept(artifact, started, "storage")
-            if refused is None and cache is not None:
-                cache.write(artifact.etag, artifact.data, artifact.sha256)
-        if refused is None:
+        self._current, error = self._artifacts.run(current)
+        if error is None:
             self._succeed()
         else:
-            self._fail(refused, started)
-
-    def _accept(self, artifact: CachedArtifact, started: float, origin: str) -> str | None:
-        """Verify and parse ``artifact`` and swap it in; else say why it was refused."""
-        previous = self._current
-        if self._pin is not None and artifact.sha256 != self._pin:
-            reason = f"sha256 {artifact.sha256} is not the pinned {self._pin}"
-            return self._refuse(artifact, origin, reason)
-        if previous is not None and previous.sha256 == artifact.sha256:
-            self._current = replace(previous, etag=artifact.etag)
-        else:
-            try:
-                parse: Callable[..., Any] = self._parse
-                model = (
-                    parse(artifact.data, sha256=artifact.sha256)
-                    if getattr(parse, "accepts_sha256", False)
-                    else parse(artifact.data)
-                )
-            except Exception as exc:  # parse is user code: any exception means a bad artifact
-                return self._refuse(artifact, origin, describe_error(exc))
-            self._current = _Current(
-                model, artifact.etag, artifact.sha256, len(artifact.data), time.time(), origin
-            )
-            self._stats.loads += 1
-        if origin != "storage":
-            self._stats.cache_hits += 1
-        self._rejected = None
-        logger.info(
-            "model %s version %s loaded in %.3fs (%s, from %s; etag %s, %d bytes)",
-            self.uri,
-            artifact.sha256[:12],
-            _since(started),
-            "cold" if previous is None else f"replaces {previous.sha256[:12]}",
-            origin,
-            artifact.etag,
-            len(artifact.data),
-        )
-        return None
-
-    def _refuse(self, artifact: CachedArtifact, origin: str, reason: str) -> str:
-        if self._cache is not None and origin != "storage":
-            self._cache.discard()
-        message = redact(f"artifact with etag {artifact.etag} refused: {reason}")
-        self._rejected = (artifact.etag, message)
-        return message
-
-    def _disk_cache(self) -> DiskCache | None:
-        """The disk cache entry, keyed by the loader's ``cache_key`` if it has one, else its URI."""
-        if self._cache is None and self._cache_dir is not None:
-            try:
-                key = str(getattr(self.loader, "cache_key", self.uri))
-            except Exception as exc:  # the key needs the loader's settings; the fetch will say why
-                logger.debug("model %s: no disk cache yet: %s", self.uri, describe_error(exc))
-                return None
-            self._cache = DiskCache(self._cache_dir, redact(key))
-        return self._cache
+            self._fail(error, started)
 
     def _succeed(self) -> None:
         self._failures = 0
@@ -446,10 +339,6 @@ def _read_model(data: bytes, *, sha256: str | None = None) -> LoadedModel:
 
 
 _read_model.accepts_sha256 = True  # type: ignore[attr-defined]
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _since(started: float) -> float:

@@ -1,7 +1,7 @@
 """Upload a verified ``model.zip`` to Azure Blob Storage without clobbering anyone's model.
 
 The Python equivalent of ``az storage blob upload``, for models: the file is verified with
-:func:`~servefn.artifact.load_model` first (a broken model is never uploaded); an existing blob
+:func:`~servefn.load_model` first (a broken model is never uploaded); an existing blob
 is replaced only with ``overwrite=True``, or with ``if_match=ETAG`` only while it still has the
 etag the caller last saw, so two people cannot silently overwrite each other's upload.
 
@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from servefn.errors import ArtifactError, LoaderError, ServefnError
-from servefn.loaders import redact
-from servefn.loaders.base import describe_error
+from servefn.loaders.base import describe_error, redact, require
+from servefn.loaders.connection import AZURE_EXTRA
+from servefn.loaders.schemes import ADLFS_SCHEMES, CONNECTION_SCHEMES, scheme_of
 from servefn.model._archive import load_model
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["UploadRefused", "Uploaded", "upload_model"]
 
 MEDIA_TYPE = "application/zip"
-_FSSPEC_SCHEMES = ("az", "abfs", "abfss")
 
 
 class UploadRefused(ServefnError):
@@ -64,17 +64,20 @@ def upload_model(
     :class:`~servefn.errors.LoaderError` (storage unreachable, container missing, access denied).
     """
     data = _verified(source)
-    scheme, _, _ = destination.partition("://") if "://" in destination else ("", "", "")
-    scheme = scheme.lower()
-    if scheme not in ("", "blob", *_FSSPEC_SCHEMES):
+    scheme = scheme_of(destination) or ""  # none: container/path, for blob://
+    if scheme not in ("", *CONNECTION_SCHEMES):
         raise ServefnError(
             f"cannot upload to {redact(destination)}: use blob://container/path, "
             "container/path, az://container/path or abfs://container/path"
         )
+    try:
+        require("azure.storage.blob", f"servefn upload needs azure-storage-blob: {AZURE_EXTRA}")
+    except ImportError as exc:
+        raise LoaderError(str(exc)) from None
     options: dict[str, Any] = {"overwrite": overwrite or if_match is not None}
     if if_match is not None:
         options.update(_match(if_match))
-    upload = _upload_fsspec if scheme in _FSSPEC_SCHEMES else _upload_blob
+    upload = _upload_fsspec if scheme in ADLFS_SCHEMES else _upload_blob
     uri, etag = upload(data, destination, connection, timeout, options, if_match)
     return Uploaded(uri, etag, hashlib.sha256(data).hexdigest(), len(data))
 

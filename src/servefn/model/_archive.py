@@ -72,7 +72,7 @@ class LoadedModel:
     def predict(self, records: Sequence[Schema | Mapping[str, Any]]) -> Predictions:
         """Predict input records (of any schema with the same features, or dicts by wire name).
 
-        Returns :class:`~servefn.predictions.Predictions`: a sequence of output-schema records
+        Returns :class:`~servefn.model.Predictions`: a sequence of output-schema records
         that also carries the output arrays.
         """
         first = type(records[0]) if records else None

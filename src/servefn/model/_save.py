@@ -69,13 +69,19 @@ def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str,
     "try the scikit-learn form", which refuses what it cannot serve either (an unfitted model,
     something that is neither a classifier nor a regressor); other errors propagate.
     """
-    from servefn.predictors.export import export_linear
+    from servefn.predictors.sklearn_linear import linear_from_sklearn
 
     try:
-        return export_linear(estimator), {"form": "linear"}
+        return linear_from_sklearn(estimator), {"form": "linear"}
     except PredictorError as exc:
         reason = str(exc)
-    from servefn.predictors.sklearn import SklearnPredictor
+    try:
+        from servefn.predictors.sklearn import SklearnPredictor
+    except ImportError as exc:
+        raise PredictorError(
+            f"{type(estimator).__name__} has no numpy-only form ({reason}); saving it in its "
+            f"scikit-learn form needs skops: pip install 'servefn[sklearn]' ({exc})"
+        ) from None
 
     return SklearnPredictor(estimator, allow_pickle=allow_pickle), {
         "form": "sklearn",
@@ -84,7 +90,7 @@ def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str,
 
 
 def _describe_estimator(estimator: Any) -> dict[str, Any]:
-    from servefn.predictors.export import _steps, describe_steps
+    from servefn.predictors.sklearn_linear import _steps, describe_steps
 
     final = _steps(estimator)[-1]
     record: dict[str, Any] = {

@@ -29,7 +29,7 @@ class Payload:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """What the caller of :func:`~servefn.artifact.load_model` allows beyond the safe defaults.
+    """What the caller of :func:`~servefn.load_model` allows beyond the safe defaults.
 
     ``trusted`` names extra types a skops payload may hold (each is built from the file, so name
     only types you expect); ``allow_pickle`` lets a pickle payload load, which runs any code the

@@ -1,4 +1,4 @@
-"""Numba kernels for ML.NET's multiclass SDCA (see ../shared/reference/sdca.md, sections 1.2-1.8).
+"""Numba kernels for ML.NET's multiclass SDCA (see docs/sdca.md, sections 1.2-1.8).
 
 The whole training loop (epochs, convergence checks, best-model copy) runs in compiled code:
 each call into numba costs microseconds, and small data sets run ~10⁴ epochs with a check after

@@ -1,7 +1,7 @@
 """ML.NET's ``SdcaMaximumEntropy`` multiclass trainer as a scikit-learn classifier.
 
 A faithful re-implementation of ``SdcaMulticlassTrainerBase`` (ML.NET 0.1 to today), documented
-in ../shared/reference/sdca.md: pairwise log-loss primal, per-row dual coordinate ascent, the
+in docs/sdca.md: pairwise log-loss primal, per-row dual coordinate ascent, the
 bias as a regularised constant feature, ML.NET's auto-tuned iteration budget and L2, relative
 duality-gap convergence checks and the best model seen at a check. Training only: nothing on
 servefn's serving path imports this module.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from servefn.trainers import _sdca_kernel as kernel
+import servefn.trainers._sdca_kernel as kernel
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin

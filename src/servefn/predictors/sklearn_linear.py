@@ -1,10 +1,10 @@
-"""Export fitted scikit-learn models to numpy-only servefn predictors.
+"""Convert fitted scikit-learn linear pipelines to numpy-only servefn predictors.
 
 A supported pipeline is any chain of affine scalers (MaxAbsScaler, MinMaxScaler without
 clipping, StandardScaler) ending in a linear classifier (LogisticRegression, SGDClassifier,
 LinearSVC, RidgeClassifier, the SDCA trainer). The scalers are folded into the weights:
 ``(X * a + c) @ W + b == X @ (a[:, None] * W) + (c @ W + b)``. Training-time only: this module
-imports scikit-learn.
+imports scikit-learn. (``servefn.save`` calls it; ``write_model`` then writes the archive.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from servefn.errors import PredictorError
 from servefn.predictors.linear import LinearClassifier, ScoreKind
 
-__all__ = ["SUPPORTED_STEPS", "describe_steps", "export_linear"]
+__all__ = ["SUPPORTED_STEPS", "describe_steps", "linear_from_sklearn"]
 
 SUPPORTED_STEPS = (
     "MaxAbsScaler",
@@ -38,7 +38,7 @@ def describe_steps(estimator: Any) -> list[str]:
     return [type(step).__name__ for step in _steps(estimator)]
 
 
-def export_linear(estimator: Any) -> LinearClassifier:
+def linear_from_sklearn(estimator: Any) -> LinearClassifier:
     """A :class:`LinearClassifier` that predicts exactly as the fitted ``estimator`` does.
 
     Raises :class:`~servefn.errors.PredictorError` naming the first unsupported step.

@@ -15,6 +15,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from servefn import Schema, column
 from servefn.errors import LoaderError, UsageError
 from servefn.loaders import (
     Fetched,
@@ -348,11 +349,19 @@ def test_azure_storage_urls_take_a_connection() -> None:
 
 def _entry_points() -> dict[str, Callable[[Path, str], object]]:
     """Each way a location and a connection meet, called with a local model."""
+    from servefn.azure import serve_http
     from servefn.batch import BatchOptions, predict_batch
     from servefn.devhost._modelapp import ModelApp, model_loader
+    from servefn.model import Records
+
+    def handler(model: object, inputs: Records) -> object:
+        return inputs
 
     return {
         "loader_for": lambda model, setting: loader_for(model, setting),
+        "serve_http": lambda model, setting: serve_http(
+            _Features, _Label, model=str(model), connection=setting
+        )(handler),
         "model_loader": lambda model, setting: model_loader(str(model), setting),
         "ModelApp.load": lambda model, setting: ModelApp.load(model, connection=setting),
         "predict_batch": lambda model, setting: predict_batch(
@@ -378,7 +387,7 @@ def test_every_entry_point_refuses_a_misapplied_connection(
 
 @pytest.mark.parametrize(
     ("command", "option"),
-    [(["serve"], "--connection"), (["inspect"], "--connection"), (["predict"], "connection=")],
+    [(["serve"], "--connection"), (["inspect"], "--connection"), (["predict"], "--connection")],
 )
 def test_the_cli_refuses_a_misapplied_connection(
     command: list[str], option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -393,28 +402,30 @@ def test_the_cli_refuses_a_misapplied_connection(
     assert re.search(f"{re.escape(option)} {AZURE_ONLY}", capsys.readouterr().err)
 
 
+class _Features(Schema):
+    x: float = column(0, name="X")
+
+
+class _Label(Schema):
+    label: str = column(name="Label")
+
+
 def test_serve_http_uses_its_connection_for_a_model_in_azure_storage(tmp_path: Path) -> None:
-    """``model=`` is usually an app setting (a file locally, a blob on Azure) while
-    ``connection=`` is code, so, like a binding's connection, it is used when the model is in
-    Azure Storage and a local model leaves it unused (the example app, run locally)."""
-    from servefn import Schema, column
+    """A model in Azure Storage reads the connection given; a local one takes none (the
+    default, AzureWebJobsStorage, applies only to Azure URLs)."""
     from servefn.azure import endpoint_of, serve_http
 
-    class Features(Schema):
-        x: float = column(0, name="X")
-
-    class Label(Schema):
-        label: str = column(name="Label")
-
-    def sources(model: str) -> ModelSource[object]:
+    def sources(model: str, connection: str | None = "Mine") -> ModelSource[object]:
         def predict(model: object, inputs: object) -> object:
             return inputs
 
-        source = endpoint_of(serve_http(Features, Label, model=model, connection="Mine")(predict))
+        wrapper = serve_http(_Features, _Label, model=model, connection=connection)(predict)
+        source = endpoint_of(wrapper)
         assert isinstance(source.model, ModelSource)
         return source.model
 
-    assert isinstance(sources(str(tmp_path / "model.zip")).loader, LocalLoader)
+    assert isinstance(sources(str(tmp_path / "model.zip"), None).loader, LocalLoader)
+    assert "connection='AzureWebJobsStorage'" in repr(sources("blob://m/model.zip", None).loader)
     assert "connection='Mine'" in repr(sources("blob://models/model.zip").loader)
     assert "connection='Mine'" in repr(sources("az://models/model.zip").loader)
 

@@ -21,8 +21,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 @serve_http(
     IrisData,
     IrisPrediction,
-    model=os.environ.get("MODEL_URI", "model.zip"),
-    connection="AzureWebJobsStorage",
+    model=os.environ.get("MODEL_URI", "model.zip"),  # a blob:// URL reads AzureWebJobsStorage
 )
 def predict(model: LoadedModel, inputs: Records) -> Predictions:
     """Predict the species of each flower (custom logic can go here)."""

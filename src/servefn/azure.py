@@ -35,7 +35,7 @@ from servefn.http._endpoint import (
     Response,
 )
 from servefn.http._guard import log_bodies_from_environment
-from servefn.loaders import ModelLoader, ModelSource, loader_for, takes_connection
+from servefn.loaders import ModelLoader, ModelSource, loader_for
 from servefn.model._archive import LoadedModel, load_model
 from servefn.predictors import Predictor
 from servefn.schema._schema import Schema
@@ -272,9 +272,7 @@ def _provider(
         text = os.fspath(model)
         if "://" not in text and base is not None and not Path(text).is_absolute():
             text = str(base / text)
-        # model= is usually an app setting (a file locally, a blob on Azure) while connection=
-        # is code: like a binding's, it is used when the model is in Azure Storage
-        model = loader_for(text, connection if takes_connection(text) else None)
+        model = loader_for(text, connection)  # the one connection rule: Azure Storage only
     if model is None:
         raise ServefnError("serve_http needs model=...: a path, a URL or a loader")
     return ModelSource(

@@ -37,7 +37,10 @@ def _separator(text: str) -> str:
 def _predict(args: argparse.Namespace) -> int:
     from servefn.batch import BatchOptions, predict_batch
     from servefn.batch.progress import ProgressLine
+    from servefn.loaders.schemes import check_connection
 
+    written = [args.output] if args.output else []
+    check_connection(args.connection, args.model, args.input, *written, option="--connection")
     options = BatchOptions(
         input_format=args.format,
         output_format=args.output_format,

@@ -62,6 +62,23 @@ class HttpFunction:
     is_async: bool
     handler: Callable[..., Any]
 
+    @classmethod
+    def builtin(
+        cls, name: str, route: str, methods: tuple[str, ...], handler: Callable[..., Any]
+    ) -> HttpFunction:
+        """A function the host adds itself (model routes, docs): anonymous, sync, ``req``."""
+        return cls(
+            name=name,
+            route=route,
+            methods=methods,
+            auth_level="ANONYMOUS",
+            trigger_arg="req",
+            output_arg=None,
+            wants_context=False,
+            is_async=False,
+            handler=handler,
+        )
+
 
 @dataclass(frozen=True)
 class SkippedFunction:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from servefn.devhost._indexing import APP_FILE_NAME, HttpFunction
 from servefn.errors import AppNotFoundError, DevHostError, ServefnError
@@ -120,7 +120,7 @@ class ModelApp:
         endpoint = self.endpoint
         predict = function_for(endpoint, "predict")  # recognised by the host: answered inline
         return [
-            _http_function("predict", PREDICT_ROUTE, ("GET", "POST"), predict),
+            HttpFunction.builtin("predict", PREDICT_ROUTE, ("GET", "POST"), predict),
             _function("health", "health", ("GET",), lambda _: endpoint.health()),
             _function("openapi", "openapi.json", ("GET",), lambda _: Response(200, self.openapi())),
         ]
@@ -138,20 +138,4 @@ def _function(
         return to_response(answer(to_request(req)))
 
     handler.__name__ = name
-    return _http_function(name, route, methods, handler)
-
-
-def _http_function(
-    name: str, route: str, methods: tuple[str, ...], handler: Callable[..., Any]
-) -> HttpFunction:
-    return HttpFunction(
-        name=name,
-        route=route,
-        methods=methods,
-        auth_level="ANONYMOUS",
-        trigger_arg="req",
-        output_arg=None,
-        wants_context=False,
-        is_async=False,
-        handler=handler,
-    )
+    return HttpFunction.builtin(name, route, methods, handler)

@@ -170,17 +170,7 @@ class DocsPage:
         def docs(req: func.HttpRequest) -> func.HttpResponse:
             return to_response(self.answer(req.route_params.get("asset")))
 
-        return HttpFunction(
-            name="docs",
-            route=DOCS_ROUTE,
-            methods=("GET",),
-            auth_level="ANONYMOUS",
-            trigger_arg="req",
-            output_arg=None,
-            wants_context=False,
-            is_async=False,
-            handler=docs,
-        )
+        return HttpFunction.builtin("docs", DOCS_ROUTE, ("GET",), docs)
 
 
 def _not_found(detail: str) -> Response:

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 IRIS   := examples/iris
 
-.PHONY: demo test lint typecheck pytest bench azurite worker313 browser clean
+.PHONY: demo test test-fast lint typecheck pytest bench azurite worker313 browser clean
 
 AZURITE_VERSION := 3.37.0
 AZURITE := .azurite/node_modules/.bin/azurite-blob
@@ -31,13 +31,13 @@ $(AZURITE):
 azurite: $(AZURITE)
 
 # A Python 3.13 venv with azure-functions 2.x and the worker library azure-functions-runtime, in
-# an ignored folder, for tests/test_worker_compat.py. Quick when current (stamp file); when
+# an ignored folder, for tests/azure/test_worker_compat.py. Quick when current (stamp file); when
 # Python 3.13 is missing it says so and the test skips (fails under CI=true). WORKER_PYTHON
 # overrides $(pyenv root)/versions/3.13.0/bin/python3.13.
 worker313: $(VENV)/.stamp-dev
 	$(BIN)/python scripts/check_worker.py build $(if $(WORKER_PYTHON),--python $(WORKER_PYTHON))
 
-# Headless Chromium and its driver (Debian's packages) for tests/test_docs_page.py.
+# Headless Chromium and its driver (Debian's packages) for tests/devhost/test_docs_page.py.
 browser:
 	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
@@ -57,6 +57,11 @@ pytest: $(VENV)/.stamp-dev $(AZURITE) worker313 browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The unit tier: no Azurite, subprocess, server, browser or soak (markers in pyproject.toml; a test
+# that uses the azurite fixture is marked integration by tests/support/markers.py). Under a minute.
+test-fast: $(VENV)/.stamp-dev
+	$(BIN)/pytest -m "not integration and not browser and not soak"
 
 $(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -1,1 +1,1 @@
-pytest_plugins = ["azurite", "iris"]
+pytest_plugins = ["support.azurite", "support.iris", "support.markers", "pytester"]

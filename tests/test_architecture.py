@@ -111,6 +111,8 @@ LAYERS = {
     "servefn._version": 0,
     "servefn._registry": 0,
     "servefn._compat": 0,
+    "servefn._logtext": 0,
+    "servefn._redact": 0,
     "servefn.schema": 1,
     "servefn.predictors": 2,
     "servefn.trainers": 2,

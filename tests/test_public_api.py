@@ -74,12 +74,14 @@ def _imported_by(code: str) -> set[str]:
     return set(out.split())
 
 
+@pytest.mark.integration
 def test_import_servefn_imports_only_its_version() -> None:
     loaded = {m for m in _imported_by("import servefn") if m.startswith("servefn")}
     assert loaded == {"servefn", "servefn._version"}
     assert not _imported_by("import servefn") & {"numpy", "pydantic", "azure.functions"}
 
 
+@pytest.mark.integration
 def test_the_serving_api_imports_no_storage_sdk_model_library_or_server() -> None:
     loaded = _imported_by(
         "from servefn import serve_http, Schema, column, save, load_model, add_health_routes"

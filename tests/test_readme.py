@@ -19,9 +19,10 @@ from urllib.parse import unquote
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+from support.iris import EXAMPLE
+
 README = ROOT / "README.md"
-IRIS = ROOT / "examples" / "iris"
 DOCUMENTS = (README, ROOT / "CONTRIBUTING.md", ROOT / "docs" / "architecture.md")
 NEEDS_AZURE = "<!-- needs Azure credentials -->"
 TIMEOUT = 180  # seconds per block: the training block compiles numba kernels on a cold cache
@@ -68,12 +69,13 @@ def test_the_readme_has_its_python_examples() -> None:
     assert any("serve_http" in b.code for b in BLOCKS)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b.line}" for b in BLOCKS])
 def test_readme_python_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
     if block.needs_azure:
         pytest.skip(f"README.md line {block.line} is marked as needing Azure credentials")
-    shutil.copy(IRIS / "schema.py", tmp_path / "schema.py")
-    shutil.copytree(IRIS / "data", tmp_path / "data")
+    shutil.copy(EXAMPLE / "schema.py", tmp_path / "schema.py")
+    shutil.copytree(EXAMPLE / "data", tmp_path / "data")
     script = tmp_path / "readme_block.py"
     script.write_text(block.code, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL_URI", "PYTHONPATH")}

@@ -27,8 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from reliability import example_app
-from servehost import ServeProcess
+from support.iris import example_app
+from support.servehost import ServeProcess
+
+# servefn serve in a subprocess; test_schemathesis_really_ran checks what the others sent.
+pytestmark = pytest.mark.integration
 
 EXAMPLES = int(os.environ.get("SERVEFN_SCHEMATHESIS_EXAMPLES", "100"))
 OPERATIONS = ["POST /api/Predict", "GET /api/Predict"]

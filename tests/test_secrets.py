@@ -27,25 +27,19 @@ import azure.functions as func
 import httpx
 import pytest
 
-from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, free_port
-from reliability import (
-    CANARY,
-    EXAMPLE,
-    FLOWER,
-    IrisAnswer,
-    IrisRecord,
-    example_app,
-    model_bytes,
-    strict_json,
-    write_settings,
-)
 from servefn.azure import endpoint_of, serve_http
+from servefn.http._problems import Problem
 from servefn.loaders import ModelSource
 from servefn.loaders.blob import BlobLoader
 from servefn.loaders.remote import FsspecLoader
 from servefn.model._archive import LoadedModel, load_model
 from servefn.schema._schema import Schema
-from servehost import ServeProcess
+from support.azurite import ACCOUNT, ACCOUNT_KEY, Azurite, free_port
+from support.iris import EXAMPLE, FLOWER, IrisData, IrisPrediction, example_app, write_settings
+from support.problems import CANARY, strict_json
+from support.reliability import model_bytes
+from support.secretforms import FUNCTION_KEY, MARK, PASSWORD, SAS_QUERY, TEXT_FORMS
+from support.servehost import ServeProcess
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -104,6 +98,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- servefn serve ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("clean_environment")
 def test_the_example_app_served_from_blob_with_a_key_leaks_nothing(
     azurite: Azurite, blob_container: ContainerClient, tmp_path: Path, trained_model: Path
@@ -186,6 +181,7 @@ add_health_routes(app)
 """
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("clean_environment")
 def test_every_connection_form_and_failure_leaks_nothing(
     azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
@@ -235,6 +231,7 @@ def test_every_connection_form_and_failure_leaks_nothing(
     assert_nothing_secret(shown, sas)
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("clean_environment")
 def test_servefn_inspect_leaks_nothing(
     azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
@@ -272,6 +269,7 @@ def test_servefn_inspect_leaks_nothing(
 # -- in process ---------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_malformed_connection_strings_leak_nothing(
     azurite: Azurite, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -295,7 +293,7 @@ def test_malformed_connection_strings_leak_nothing(
         ):
             source = ModelSource(loader)
 
-            @serve_http(IrisRecord, IrisAnswer, model=source)
+            @serve_http(IrisData, IrisPrediction, model=source)
             def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
                 return model.predict(inputs)
 
@@ -317,7 +315,7 @@ def test_malformed_connection_strings_leak_nothing(
 def failing_handler() -> Any:
     """A serve_http function whose handler fails with a request value in its message."""
 
-    @serve_http(IrisRecord, IrisAnswer, model=loaded_model())
+    @serve_http(IrisData, IrisPrediction, model=loaded_model())
     def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
         label = inputs[0].label  # type: ignore[attr-defined]
         if label is not None and label.startswith("fail"):
@@ -373,13 +371,13 @@ def test_logging_request_bodies_takes_an_explicit_debug_switch(
     else:
         monkeypatch.setenv("SERVEFN_LOG_BODIES", "1")
 
-    @serve_http(IrisRecord, IrisAnswer, model=loaded_model(), **options)
+    @serve_http(IrisData, IrisPrediction, model=loaded_model(), **options)
     def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
         if inputs[0].label is not None:  # type: ignore[attr-defined]
             raise ValueError(f"cannot handle {inputs[0].label}")  # type: ignore[attr-defined]
         return model.predict(inputs)
 
-    @serve_http(IrisRecord, IrisAnswer, model=loaded_model(), log_bodies=False)
+    @serve_http(IrisData, IrisPrediction, model=loaded_model(), log_bodies=False)
     def quiet(model: LoadedModel, inputs: list[Schema]) -> Any:
         return model.predict(inputs)
 
@@ -418,3 +416,228 @@ def test_loaders_never_show_a_literal_connection(connection: str, shown: str) ->
     ):
         assert f"connection={shown!r}" in repr(loader)
         assert ACCOUNT_KEY not in repr(loader)
+
+
+# -- issue 11, item 4: every form of credential, at every exit ----------------------------------
+#
+# The forms are in support/secretforms.py: URL user info, every SAS field, code=, AccountKey=,
+# SharedAccessSignature=, a BlobEndpoint carrying a SAS query or user:password@, bearer tokens,
+# x-ms-... and x-functions-key headers, SharedKey signatures. Every secret value there holds
+# MARK. The exits: the CLI (servefn inspect and predict, through servefn.cli.main), every logger
+# at DEBUG (servefn's, azure.core's, azure.storage's, urllib3's, fsspec's, adlfs', aiohttp's),
+# health, ModelSource.info() and reprs, and problem bodies.
+
+LIBRARY_LOGGERS = (
+    "servefn",
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.storage.blob",
+    "urllib3.connectionpool",
+    "fsspec.http",
+    "adlfs.spec",
+    "aiohttp.client",
+)
+
+
+@pytest.fixture
+def every_logger_at_debug(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    for name in LIBRARY_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+def through_every_exit(
+    location: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> dict[str, str]:
+    """What the CLI, a serve_http function, its health and its model source show for a model
+    at ``location`` (the connection comes from AzureWebJobsStorage)."""
+    from servefn.cli import main
+
+    shown: dict[str, str] = {}
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(FLOWER) + "\n")
+    codes = {
+        "inspect": main(["inspect", location]),
+        "predict": main(["predict", location, "-i", str(rows), "-o", str(tmp_path / "out.csv")]),
+    }
+    for command, code in codes.items():
+        assert code in (0, 1), command
+    output = capsys.readouterr()
+    shown["CLI"] = output.out + output.err
+    assert all(line.count(": error: ") <= 1 for line in output.err.splitlines())
+
+    @serve_http(IrisData, IrisPrediction, model=location)
+    def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
+        return model.predict(inputs)
+
+    request = func.HttpRequest(
+        "POST", "http://x/api/Predict", headers=JSON, body=json.dumps(FLOWER).encode()
+    )
+    answer = predict(request)
+    shown["answer or problem"] = json.dumps(dict(answer.headers)) + answer.get_body().decode()
+    endpoint = endpoint_of(predict)
+    shown["health"] = endpoint.health().body.decode()
+    shown["info and repr"] = str(endpoint.model.info()) + repr(endpoint.model)
+    return shown
+
+
+def assert_no_form_leaked(shown: dict[str, str], logs: str, sas: str | None = None) -> None:
+    shown = {**shown, "logs at DEBUG": logs}
+    assert_nothing_secret(shown, sas)
+    for where, text in shown.items():
+        assert MARK not in text, f"a secret is in {where}"
+    assert any("***" in text for text in shown.values())  # it was there, and it was masked
+
+
+def connection_forms(
+    azurite: Azurite, container: ContainerClient
+) -> tuple[dict[str, tuple[str, str]], str]:
+    """Form -> (model location, AzureWebJobsStorage), Azurite answering or nothing; a real SAS.
+
+    The SAS of the blob:// forms is forged (every field, each value holding MARK): Azurite
+    refuses it. adlfs waits out its timeout on a refused SAS, so its forms carry a real one.
+    """
+    port, closed, name = azurite.port, free_port(), container.container_name
+    key = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+    endpoint, unreachable = azurite.blob_endpoint, f"http://127.0.0.1:{closed}/{ACCOUNT}"
+    blob, adlfs, sas = f"blob://{name}/model.zip", f"az://{name}/model.zip", sas_token(container)
+    forms = {
+        "AccountKey=": (blob, f"{key}BlobEndpoint={endpoint};"),
+        "AccountKey=, missing blob": (f"blob://{name}/x.zip", f"{key}BlobEndpoint={endpoint};"),
+        "BlobEndpoint with a SAS query": (blob, f"BlobEndpoint={endpoint}?{SAS_QUERY};"),
+        "BlobEndpoint with a SAS query, unreachable": (
+            blob,
+            f"BlobEndpoint={unreachable}?{SAS_QUERY};",
+        ),
+        "BlobEndpoint with user:password@": (
+            blob,
+            f"{key}BlobEndpoint=http://alice:{PASSWORD}@127.0.0.1:{port}/{ACCOUNT};",
+        ),
+        "BlobEndpoint with user:password@, unreachable": (
+            blob,
+            f"{key}BlobEndpoint=http://alice:{PASSWORD}@127.0.0.1:{closed}/{ACCOUNT};",
+        ),
+        "SharedAccessSignature=": (
+            blob,
+            f"BlobEndpoint={endpoint};SharedAccessSignature={SAS_QUERY}",
+        ),
+        "SAS account URL": (blob, f"{endpoint}?{SAS_QUERY}"),
+        "adlfs, BlobEndpoint with a SAS query": (adlfs, f"BlobEndpoint={endpoint}?{sas};"),
+        "adlfs, SharedAccessSignature=": (
+            adlfs,
+            f"BlobEndpoint={endpoint};SharedAccessSignature={sas}",
+        ),
+    }
+    return forms, sas
+
+
+CONNECTION_FORMS = (
+    "AccountKey=",
+    "AccountKey=, missing blob",
+    "BlobEndpoint with a SAS query",
+    "BlobEndpoint with a SAS query, unreachable",
+    "BlobEndpoint with user:password@",
+    "BlobEndpoint with user:password@, unreachable",
+    "SharedAccessSignature=",
+    "SAS account URL",
+    "adlfs, BlobEndpoint with a SAS query",
+    "adlfs, SharedAccessSignature=",
+)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("clean_environment")
+@pytest.mark.parametrize("form", CONNECTION_FORMS)
+def test_every_connection_form_at_every_exit_leaks_nothing(
+    form: str,
+    azurite: Azurite,
+    blob_container: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    every_logger_at_debug: pytest.LogCaptureFixture,
+) -> None:
+    blob_container.upload_blob("model.zip", model_bytes())
+    forms, sas = connection_forms(azurite, blob_container)
+    location, connection = forms[form]
+    monkeypatch.setenv("AzureWebJobsStorage", connection)
+    shown = through_every_exit(location, tmp_path, capsys)
+    libraries = ("azure", "urllib3", "adlfs", "fsspec", "aiohttp")
+    assert any(r.name.startswith(libraries) for r in every_logger_at_debug.records)
+    assert_no_form_leaked(shown, every_logger_at_debug.text, sas)
+
+
+@pytest.mark.integration
+def test_a_function_key_in_an_fsspec_url_leaks_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    every_logger_at_debug: pytest.LogCaptureFixture,
+) -> None:
+    from support.httpfiles import serve_files
+
+    with serve_files() as files:
+        files.put("model.zip", model_bytes())
+        shown = through_every_exit(
+            f"{files.url('model.zip')}?code={FUNCTION_KEY}", tmp_path, capsys
+        )
+        assert any(FUNCTION_KEY in line for line in files.requests)  # the key did reach storage
+    assert "linear-classifier" in shown["CLI"] and "code=***" in shown["CLI"]
+    assert any(r.name.startswith("fsspec") for r in every_logger_at_debug.records)
+    assert_no_form_leaked(shown, every_logger_at_debug.text)
+
+
+@pytest.fixture
+def leaky_scheme() -> Iterator[None]:
+    from servefn.loaders import _registry, register_loader
+
+    register_loader("leaky", "support.secretforms:LeakyLoader")
+    yield
+    _registry.pop("leaky")
+
+
+@pytest.mark.usefixtures("leaky_scheme")
+@pytest.mark.parametrize("form", sorted(TEXT_FORMS))
+def test_every_form_in_a_storage_error_leaks_nothing(
+    form: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    every_logger_at_debug: pytest.LogCaptureFixture,
+) -> None:
+    """Storage fails with the form in its message (as an SDK's error quoting a request would),
+    and every library logs it at DEBUG: the CLI, health, info, problems and logs mask it."""
+    text = TEXT_FORMS[form]
+    shown = through_every_exit(f"leaky://{sorted(TEXT_FORMS).index(form)}", tmp_path, capsys)
+    assert "storage answered 403" in shown["CLI"] and "storage answered 403" in shown["health"]
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.debug("Request URL: %r", text)
+        logger.debug("request failed: %s", text, exc_info=ConnectionError(text))
+    problem = Problem(503, f"storage said {text}").to_bytes().decode()
+    assert_no_form_leaked({**shown, "problem": problem}, every_logger_at_debug.text)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("clean_environment")
+def test_servefn_serve_at_info_masks_user_info_and_sas_in_azure_logs(
+    azurite: Azurite, blob_container: ContainerClient, tmp_path: Path
+) -> None:
+    """azure-core's http_logging_policy logs every request URL at INFO, user info included."""
+    blob_container.upload_blob("model.zip", model_bytes())
+    sas = sas_token(blob_container)
+    endpoint = f"http://alice:{PASSWORD}@127.0.0.1:{azurite.port}/{ACCOUNT}?{sas}"
+    write_settings(tmp_path, {"AzureWebJobsStorage": f"BlobEndpoint={endpoint};"})
+    model = f"blob://{blob_container.container_name}/model.zip"
+    host = ServeProcess(model, tmp_path / "serve.log", cwd=tmp_path)
+    shown: dict[str, str] = {}
+    try:
+        host.wait()
+        with httpx.Client(base_url=host.base, timeout=30) as client:
+            shown["answer"] = everything_seen(client.post("/Predict", json=FLOWER))
+            health = client.get("/health")
+            shown["health"] = everything_seen(health)
+        assert health.json()["model"]["state"] == "ready"
+    finally:
+        shown["servefn serve output"] = output = host.stop()
+    assert "http_logging_policy" in output and "Request URL" in output  # the INFO lines
+    assert "***@127.0.0.1" in output and "sig=***" in output
+    assert_no_form_leaked(shown, output, sas)

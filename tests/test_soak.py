@@ -24,17 +24,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
+import pytest
 
-from azurite import Azurite
-from reliability import IrisAnswer, IrisRecord, constant_model_bytes, strict_json
 from servefn.azure import serve_http
 from servefn.loaders import ModelSource
 from servefn.loaders.blob import BlobLoader
 from servefn.model._archive import LoadedModel, load_model
 from servefn.schema._schema import Schema
+from support.azurite import Azurite
+from support.iris import IrisData, IrisPrediction
+from support.problems import strict_json
+from support.reliability import constant_model_bytes
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
+
+# A minute of load against Azurite.
+pytestmark = [pytest.mark.soak, pytest.mark.integration]
 
 SECONDS = float(os.environ.get("SERVEFN_SOAK_SECONDS", "60"))
 SWAPS = 60
@@ -80,7 +86,7 @@ def test_swapping_models_under_load_for_a_minute(
     )
     source = ModelSource(loader, parse=parse, refresh_after=0.02)
 
-    @serve_http(IrisRecord, IrisAnswer, model=source)
+    @serve_http(IrisData, IrisPrediction, model=source)
     def predict(model: LoadedModel, inputs: list[Schema]) -> Any:
         return model.predict(inputs)
 

@@ -2,7 +2,7 @@
 
 Each one buys speed, or a capability with no public API; each accessor falls back to a public
 path when a release removes its attribute, so servefn keeps working, only slower or with less.
-``tests/test_compat.py`` fails (never skips) when one is gone, so a removal is noticed:
+``tests/azure/test_compat.py`` fails (never skips) when one is gone, so a removal is noticed:
 
 =============================================  ===============================  ==================
 private attribute                              what servefn gets from it        without it
@@ -46,8 +46,8 @@ PRIVATE_ATTRIBUTES = (
     ("asyncio.events", None, "_get_running_loop"),
     ("asyncio.events", None, "_set_running_loop"),
 )
-"""(module, class or None, attribute): what the accessors below read, for tests/test_compat.py.
-The class attributes are instance attributes, set in ``__init__``."""
+"""(module, class or None, attribute): what the accessors below read, for
+tests/azure/test_compat.py. The class attributes are instance attributes, set in ``__init__``."""
 
 _get_running_loop: Callable[[], Any] | None = getattr(asyncio.events, "_get_running_loop", None)
 _set_running_loop: Callable[[Any], None] | None = getattr(asyncio.events, "_set_running_loop", None)

@@ -24,6 +24,7 @@ from typing import Any, Union
 import azure.functions as func
 
 from servefn._compat import builder_function, header_dict, registered_functions
+from servefn._redact import install_redaction
 from servefn.errors import ServefnError
 from servefn.http._collector import freeze_startup_objects
 from servefn.http._endpoint import (
@@ -88,6 +89,7 @@ def serve_http(
     (:func:`servefn.http.freeze_startup_objects`, which says why).
     """
     body_logging = log_bodies_from_environment() if log_bodies is None else log_bodies
+    install_redaction()  # every log line of the app, the storage SDKs' included
 
     def decorate(target: Any) -> Callable[..., Any]:
         is_predictor = isinstance(target, Predictor) or (

@@ -9,6 +9,7 @@
      ├── PredictorError       a model cannot be exported, loaded or registered
      ├── LoaderError          storage could not be reached or the model is missing
      ├── ModelUnavailable     no model could be loaded yet (the HTTP layer answers 503)
+     │    └── ModelUnusable   the model in storage can never load as it is (500 until replaced)
      ├── DevHostError         ``servefn serve`` cannot start (app, settings or address)
      └── UsageError           a command was given a wrong path or option (CLI exit code 2)
           ├── AppNotFoundError the path is not a function_app.py or a folder holding one
@@ -26,6 +27,7 @@ __all__ = [
     "DevHostError",
     "LoaderError",
     "ModelUnavailable",
+    "ModelUnusable",
     "PredictorError",
     "SchemaError",
     "ServefnError",
@@ -70,6 +72,26 @@ class ModelUnavailable(ServefnError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ModelUnusable(ModelUnavailable):
+    """The model in storage was refused for what it is, not for where it is: a corrupt or
+    unsafe archive, an unknown kind, a missing package, a model that fails its end-to-end check.
+
+    Retrying the same artifact cannot help, so the HTTP layer answers 500 (not 503 + Retry-After);
+    storage is checked again every ``refresh_after`` seconds and a new version is tried.
+    ``reason`` is one line that names the problem (no secret, no stack); ``cause`` is its
+    category: ``pin``, ``missing-package``, ``untrusted-types``, ``predictor``, ``schema``,
+    ``check`` (the end-to-end check), ``artifact`` or ``parse`` (a custom parser refused it).
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float, uri: str, reason: str, cause: str
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.uri = uri
+        self.reason = reason
+        self.cause = cause
 
 
 class DevHostError(ServefnError):

@@ -1,6 +1,8 @@
 """Read input rows in chunks: CSV by the schema's column indices, JSONL by wire name.
 
-Each chunk holds the feature matrix of its good rows, their line numbers, the values of the
+Records end only at CR, LF or CRLF outside quotes in CSV, at LF (or CRLF) in JSON Lines: the
+stream is opened with ``newline=""``, never split with ``str.splitlines()``. Each chunk holds
+the feature matrix of its good rows, their line numbers, the values of the
 ``keep`` fields, and the bad rows found in it. A bad row is one that does not fit the schema:
 unparseable CSV, a missing or malformed value, NaN or infinity, a value outside a column's
 bounds, invalid JSON, or a JSON object that fails validation. With ``on_error="fail"`` the
@@ -24,12 +26,13 @@ from servefn.batch.options import BatchOptions
 from servefn.batch.report import BadRow
 from servefn.errors import DataFormatError
 from servefn.schema import layout_of
-from servefn.schema._delimited import parse_rows
+from servefn.schema._delimited import is_blank, parse_rows
 from servefn.schema._schema import Column, Schema
 
 __all__ = ["Chunk", "read_chunks"]
 
 _Row = tuple[int, list[str]]
+_JSON_WS = " \t\r\n"  # a line of nothing else is blank; any other character makes it a record
 _BOUNDS: tuple[tuple[str, Callable[[Any, Any], Any], str], ...] = (
     ("ge", np.less, ">="),
     ("gt", np.less_equal, ">"),
@@ -118,7 +121,7 @@ def _csv_records(stream: TextIO, *, sep: str, header: bool, source: str) -> Iter
         except csv.Error as exc:
             yield BadRow(source, reader.line_num, f"not valid delimited text ({exc})")
             continue
-        if not fields or (not fields[0].strip() and all(not f.strip() for f in fields)):
+        if is_blank(fields):
             continue
         if skip_header:
             skip_header = False
@@ -194,7 +197,7 @@ def _jsonl_chunks(
     names = {c.name for c in layout_of(schema).columns}
     outside = [k for k in options.keep if k not in names]  # e.g. an id: removed before validation
     fail = options.on_error == "fail"
-    lines = ((n, text) for n, text in enumerate(stream, start=1) if text.strip())
+    lines = ((n, text) for n, text in enumerate(_lf_lines(stream), start=1) if text.strip(_JSON_WS))
     while batch := list(itertools.islice(lines, options.chunk_size)):
         numbers: list[int] = []
         records: list[Schema] = []
@@ -219,6 +222,20 @@ def _jsonl_chunks(
             else np.empty((0, layout_of(schema).n_features), dtype=dtype)
         )
         yield Chunk(lines=numbers, matrix=matrix, kept=dict(kept), bad=bad)
+
+
+def _lf_lines(stream: TextIO) -> Iterator[str]:
+    """The lines of a JSON Lines stream: ending at LF (or CRLF) only. The stream, opened with
+    ``newline=""``, also ends a line at a lone CR, which in JSON is whitespace inside a line."""
+    pending = ""
+    for piece in stream:
+        if piece.endswith("\r"):
+            pending += piece
+            continue
+        yield pending + piece if pending else piece
+        pending = ""
+    if pending:
+        yield pending
 
 
 def _parse_object(

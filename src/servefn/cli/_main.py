@@ -26,6 +26,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from servefn._redact import redact
 from servefn._version import __version__
 from servefn.cli._check import add_check
 from servefn.cli._model import add_inspect, add_openapi, add_upload
@@ -102,5 +103,5 @@ def _message(prog: str, exc: Exception, hints: Hints) -> str:
 
 
 def _fail(message: str, code: int) -> int:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
     return code

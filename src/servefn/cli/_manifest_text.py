@@ -4,16 +4,37 @@ Sections: the archive (where it is, sha256, size, created, servefn version, pred
 the input and output columns as tables, the training record (trainer, parameters, auto-tuned
 values, best iteration, data), the metrics, the confusion matrix labelled with the classes,
 and the payload files. Unknown manifest keys are shown as they are, so nothing is hidden.
+
+A manifest comes from a file, and its strings could drive a terminal: a newline forges a line,
+an ESC sequence retitles or clears the screen, a bidi override reverses what is read. Every
+string, key or value, passes through :func:`printable` once, as the manifest enters
+:func:`format_manifest`: control characters (C0, DEL, C1), line and paragraph separators and
+bidi controls become visible escapes (``\\n``, ``\\x1b``, ``\\u202e``). ``--json`` output
+needs none of this: JSON escapes them itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from servefn.loaders import redact
 
-__all__ = ["format_manifest"]
+__all__ = ["format_manifest", "printable"]
+
+_INVISIBLE = [
+    *range(0x00, 0x20),  # C0, newline and tab included
+    *range(0x7F, 0xA0),  # DEL and C1 (0x9B is a one-byte CSI)
+    0x061C, 0x200E, 0x200F,  # bidi marks
+    0x2028, 0x2029,  # line and paragraph separators
+    *range(0x202A, 0x202F),  # bidi embeddings and overrides
+    *range(0x2066, 0x206A),  # bidi isolates
+]  # fmt: skip
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _INVISIBLE} | {
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+}
 
 _KNOWN_TRAINING = frozenset(
     {
@@ -32,8 +53,11 @@ def format_manifest(
     etag: str | None = None,
 ) -> str:
     """Render ``manifest`` (of the archive at ``location``) as aligned plain-text sections."""
-    predictor = manifest.get("predictor") or {}
-    classes = [str(c) for c in predictor.get("classes") or []]
+    manifest = printable(manifest)
+    location, etag = printable(location), printable(etag)
+    predictor = _mapping(manifest.get("predictor"))
+    listed = predictor.get("classes")
+    classes = [_value(c) for c in listed] if isinstance(listed, list) else []
     sections = [
         "Model\n"
         + _pairs(
@@ -50,26 +74,51 @@ def format_manifest(
                 ("servefn", manifest.get("servefn_version")),
             ]
         ),
-        _columns("Input", manifest.get("input") or {}, with_index=True),
-        _columns("Output", manifest.get("output") or {}, with_index=False),
+        _columns("Input", _mapping(manifest.get("input")), with_index=True),
+        _columns("Output", _mapping(manifest.get("output")), with_index=False),
     ]
-    training = manifest.get("training") or {}
+    training = _mapping(manifest.get("training"))
     if training:
         sections.append(_training(training))
-    metrics = training.get("metrics") or {}
+    metrics = _mapping(training.get("metrics"))
     if metrics:
         sections.append(_metrics(metrics, classes))
         matrix = metrics.get("confusion_matrix")
-        if matrix:
+        if _is_matrix(matrix):
             sections.append(_confusion(matrix, classes))
-    files = manifest.get("files") or {}
+    files = _mapping(manifest.get("files"))
     if files:
         rows = [
-            [name, f"{meta.get('size', 0):,}", meta.get("sha256", "")]
+            [name, _bytes(_mapping(meta).get("size", 0)), _value(_mapping(meta).get("sha256", ""))]
             for name, meta in files.items()
         ]
         sections.append("Files\n" + _table(["file", "bytes", "sha256"], rows))
     return "\n\n".join(sections) + "\n"
+
+
+def printable(value: Any) -> Any:
+    """``value`` with every string in it, keys included, made safe to print to a terminal."""
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, Mapping):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    return value
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is an object, else empty: a manifest section of the wrong type is
+    left out rather than breaking the whole listing."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _is_matrix(value: Any) -> TypeGuard[list[list[Any]]]:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(row, list) and len(row) == len(value[0]) for row in value)
+    )
 
 
 def _kind(kind: Any, predictor: Mapping[str, Any]) -> str:
@@ -80,7 +129,10 @@ def _kind(kind: Any, predictor: Mapping[str, Any]) -> str:
 def _columns(title: str, spec: Mapping[str, Any], *, with_index: bool) -> str:
     header = ["name", "type", *(["index"] if with_index else []), "role", "required"]
     rows = []
-    for column in spec.get("columns") or []:
+    listed = spec.get("columns")
+    for column in listed if isinstance(listed, list) else []:
+        if not isinstance(column, Mapping):
+            continue
         kind = str(column.get("type", ""))
         if column.get("nullable"):
             kind += " | null"
@@ -114,9 +166,9 @@ def _columns(title: str, spec: Mapping[str, Any], *, with_index: bool) -> str:
 
 def _training(training: Mapping[str, Any]) -> str:
     steps = training.get("steps") or []
-    trainer = str(training.get("trainer", ""))
-    if steps:
-        trainer += f" (pipeline: {' -> '.join(map(str, steps))})"
+    trainer = _value(training.get("trainer", ""))
+    if isinstance(steps, list) and steps:
+        trainer += f" (pipeline: {' -> '.join(map(_value, steps))})"
     best = training.get("best_iteration")
     iterations = training.get("iterations")
     progress = None
@@ -143,7 +195,7 @@ def _training(training: Mapping[str, Any]) -> str:
         )
     ]
     for label, key in (("parameters", "params"), ("auto-tuned", "tuned")):
-        values = training.get(key) or {}
+        values = _mapping(training.get(key))
         if values:
             lines.append(f"  {label}:")
             lines.extend(
@@ -190,6 +242,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable
         return ("  " + "  ".join(padded)).rstrip()
 
     return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def _bytes(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _value(value)
 
 
 def _is_scalar(value: Any) -> bool:

@@ -12,9 +12,11 @@ answered on the event loop by calling its endpoint with the same request data
 (:mod:`servefn.devhost._inline`).
 
 Errors are RFC 9457 ``application/problem+json`` bodies that never echo request values: 404 no
-route, 405 wrong method (with ``Allow``), 413 body over the limit (refused from Content-Length
-before reading), 500 function failure (generic text plus the invocation id that the log carries
-with the traceback). A ``str`` return value is sent as 200 ``text/plain; charset=utf-8`` (the
+route, 405 wrong method (with ``Allow``), 413 body over the limit (a ``serve_http`` function's
+own limit; refused from Content-Length before reading, or as soon as a chunked body passes it:
+:mod:`servefn.devhost._body`), 500 function failure (generic text plus the invocation id that
+the log carries with the traceback). Client values in log lines are bounded and escaped
+(:mod:`servefn._logtext`). A ``str`` return value is sent as 200 ``text/plain; charset=utf-8`` (the
 real host content-negotiates strings; return ``func.HttpResponse`` for an exact contract); any
 other return value fails the invocation, as ``unable to encode outgoing TypedData`` does in the
 worker.
@@ -36,6 +38,14 @@ from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 
+from servefn._logtext import bounded, exception_text
+from servefn.devhost._body import (
+    BodyTooLarge,
+    ClientDisconnected,
+    body_limits,
+    read_body,
+    too_large,
+)
 from servefn.devhost._indexing import HttpFunction
 from servefn.devhost._inline import InlineCalls
 from servefn.devhost._routes import RouteTable
@@ -100,14 +110,6 @@ class _HttpOut(func.Out[func.HttpResponse]):
         if self._value is None:
             raise TypeError("the function never set its HTTP output binding")
         return self._value
-
-
-class _BodyTooLarge(Exception):
-    """The request body is over the configured limit."""
-
-
-class _ClientDisconnected(Exception):
-    """The client went away before its body arrived."""
 
 
 def _problem(problem: Problem) -> tuple[int, RawHeaders, bytes]:
@@ -213,7 +215,8 @@ class FunctionsAsgiApp:
     routes
         Route table (route prefix already applied) mapping to the functions.
     max_body_size
-        Largest request body accepted, in bytes; larger ones get 413.
+        Largest request body accepted, in bytes; larger ones get 413. A ``serve_http``
+        function's own ``max_body_bytes`` applies when it is smaller.
     function_directory
         The app's folder, reported as ``context.function_directory``.
 
@@ -234,6 +237,7 @@ class FunctionsAsgiApp:
         self._max_body_size = max_body_size
         self._function_directory = function_directory
         self.inline = InlineCalls(routes.targets())
+        self._body_limits = body_limits(routes.targets(), max_body_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -249,23 +253,32 @@ class FunctionsAsgiApp:
         method: str = scope["method"]
         match = self._routes.match(method, scope["path"])
         if match is None:
-            logger.info("%s -> 404: no function matches the path", method)
+            logger.info(
+                "%s %s -> 404: no function matches the path",
+                bounded(method),
+                bounded(scope["path"]),
+            )
             return _problem(Problem(404, "No function is registered for this route."))
         if match.target is None:
-            logger.info("%s -> 405: the route does not accept this method", method)
+            logger.info(
+                "%s %s -> 405: the route does not accept this method",
+                bounded(method),
+                bounded(scope["path"]),
+            )
             detail = (
                 "This route does not accept this method; the Allow header lists the ones it does."
             )
             allow = ", ".join(match.allowed_methods)
             return _problem(Problem(405, detail, headers={"Allow": allow}))
         headers = _request_headers(scope)
+        name = match.target.name
+        limit = self._body_limits.get(name, self._max_body_size)
         try:
-            body = await self._read_body(headers.get("content-length"), receive)
-        except _BodyTooLarge:
-            logger.info("%s -> 413: request body over %d bytes", method, self._max_body_size)
-            detail = f"The request body is larger than the limit of {self._max_body_size} bytes."
-            return _problem(Problem(413, detail, headers={"Connection": "close"}))
-        except _ClientDisconnected:
+            body = await read_body(headers.get("content-length"), receive, limit)
+        except BodyTooLarge:
+            logger.info("%s %s -> 413: request body over %d bytes", bounded(method), name, limit)
+            return _problem(too_large(limit, serve_http=name in self._body_limits))
+        except ClientDisconnected:
             return _problem(Problem(400, "The client disconnected before sending its body."))
         params = _query_params(scope.get("query_string", b""))
         endpoint = self.inline.endpoint(match.target)
@@ -300,26 +313,6 @@ class FunctionsAsgiApp:
             return self._failed(function, invocation_id, started, exc)
         self._log_success(function, invocation_id, started)
         return parts
-
-    async def _read_body(self, content_length: str | None, receive: Receive) -> bytes:
-        """Read the whole body, refusing early when it is (or is declared to be) too large."""
-        declared = (content_length or "").strip()
-        # isascii: str.isdigit() also accepts digits such as '²' that int() refuses
-        if declared.isascii() and declared.isdigit() and int(declared) > self._max_body_size:
-            raise _BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientDisconnected
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body_size:
-                raise _BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     async def _invoke(
         self, function: HttpFunction, request: func.HttpRequest
@@ -358,12 +351,12 @@ class FunctionsAsgiApp:
     def _failed(
         function: HttpFunction, invocation_id: str, started: float, exc: Exception
     ) -> tuple[int, RawHeaders, bytes]:
-        logger.error(
-            "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)",
+        logger.error(  # the traceback's messages bounded: they can quote request values
+            "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)\n%s",
             function.name,
             invocation_id,
             (time.perf_counter() - started) * 1000,
-            exc_info=exc,
+            exception_text(exc),
         )
         detail = "The function failed. The server log has the details under this id."
         return _problem(Problem(500, detail, error_id=invocation_id))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from servefn._redact import install_redaction
 from servefn.devhost._asgi import DEFAULT_MAX_BODY_SIZE, FunctionsAsgiApp
 from servefn.devhost._indexing import (
     AppNotFoundError,
@@ -385,6 +386,7 @@ class DevHost:
             ws="none",
             interface="asgi3",
         )
+        install_redaction()  # after uvicorn's logging config: every log line is redacted
         return uvicorn.Server(config), self._bind()
 
     def run(self, out: TextIO | None = None) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import pydantic_core
 
-from servefn.errors import ModelUnavailable, ServefnError
+from servefn.errors import ModelUnavailable, ModelUnusable, ServefnError
 from servefn.http._encoding import OutputEncoder
 from servefn.http._features import FeatureBuilder
 from servefn.http._guard import Guard
@@ -138,10 +138,20 @@ class Endpoint:
         return in_memory is not None and bool(in_memory())
 
     def health(self) -> Response:
-        """Model state for probes and people: 200 when a model is loaded, 503 otherwise."""
+        """Model state for probes and people: 200 when a model is loaded, 503 otherwise.
+
+        ``status`` is ``ok`` (a model serves), ``unavailable`` (none yet; storage is retried)
+        or ``unusable`` (the model in storage was refused; a new version is needed). While
+        something is wrong, even with a model serving (a refused upload), ``reason`` says what.
+        """
         info = self.model.info()
-        ready = info.get("state") in ("ready", "stale") or info.get("version") is not None
-        body = {"status": "ok" if ready else "unavailable", "endpoint": self.name, "model": info}
+        state = info.get("state")
+        ready = state in ("ready", "stale") or info.get("version") is not None
+        status = "ok" if ready else "unusable" if state == "unusable" else "unavailable"
+        body: dict[str, Any] = {"status": status, "endpoint": self.name}
+        if info.get("last_error"):
+            body["reason"] = info["last_error"]
+        body["model"] = info
         return Response(200 if ready else 503, pydantic_core.to_json(body))
 
     # -- steps ------------------------------------------------------------------------------------
@@ -166,6 +176,13 @@ class Endpoint:
     def _model(self) -> LoadedModel:
         try:
             model = self.model.get()
+        except ModelUnusable as exc:  # retrying cannot help: a 500 naming the cause, no Retry-After
+            raise Problem(
+                500,
+                f"{str(exc).rstrip('. ')}; storage is checked again every refresh interval and a "
+                "new version is loaded once it is uploaded",
+                cause=exc.cause,
+            ) from None
         except ModelUnavailable as exc:
             seconds = max(1, round(exc.retry_after))
             raise Problem(
@@ -189,7 +206,12 @@ class Endpoint:
                 self.name,
                 declared,
             )
-            raise Problem(503, "the loaded model does not fit this endpoint's input schema")
+            raise Problem(  # permanent for this model: a 503 would invite endless retries
+                500,
+                "the loaded model does not fit this endpoint's input schema (its features "
+                "differ); upload a model trained for this endpoint",
+                cause="schema",
+            )
         self._checked_versions.add(model.version)
 
     def _run(self, model: LoadedModel, parsed: Parsed) -> Any:

@@ -5,7 +5,9 @@
 path uses, nothing else differs). It pauses the collector for a large body, turns a
 :class:`~servefn.http.Problem` into its problem+json response and any other failure into a 500
 whose id is in the log with the traceback, and logs the exchange when ``log_bodies`` is on.
-Request values never reach the log otherwise: exception messages can quote them.
+Request values never reach the log otherwise: exception messages can quote them. Even then
+each value is bounded and escaped (:mod:`servefn._logtext`): one log line per record, about a
+kilobyte at most.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from servefn._logtext import bounded, exception_text
 from servefn.http._collector import LARGE_BODY, pause_collector, resume_collector
 from servefn.http._messages import Request, Response, problem_response
 from servefn.http._problems import Problem
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["LOG_BODIES_SETTING", "Guard", "log_bodies_from_environment"]
 
 LOG_BODIES_SETTING = "SERVEFN_LOG_BODIES"
-_LOGGED_BODY_BYTES = 4096
+_LOGGED_BODY_BYTES = 512
 logger = logging.getLogger("servefn.http")
 
 
@@ -83,8 +86,10 @@ class Guard:
         values, so they are logged only with ``log_bodies``."""
         error_id = uuid.uuid4().hex[:12]
         name = self._endpoint.name
-        if self._endpoint.log_bodies:
-            logger.error("prediction failed in %s (error id %s)", name, error_id, exc_info=exc)
+        if self._endpoint.log_bodies:  # messages too, each bounded: they can quote the body
+            logger.error(
+                "prediction failed in %s (error id %s)\n%s", name, error_id, exception_text(exc)
+            )
         else:
             logger.error(
                 "prediction failed in %s (error id %s): %s\n%s(exception messages are not logged;"
@@ -103,15 +108,18 @@ class Guard:
 
     def _log_exchange(self) -> None:
         """A debugging aid, with ``log_bodies`` only: the request body next to the answer."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         request = self.request
+        shown = request.body[:_LOGGED_BODY_BYTES].decode("utf-8", "backslashreplace")
         logger.debug(
-            "%s %s -> %d; request body (%d bytes, first %d shown): %r",
+            "%s %s -> %d; request body (%d bytes, the first %d shown): %s",
             self._endpoint.name,
-            request.method,
+            bounded(request.method),
             self.response.status,
             len(request.body),
             _LOGGED_BODY_BYTES,
-            request.body[:_LOGGED_BODY_BYTES],
+            bounded(shown, _LOGGED_BODY_BYTES),
         )
 
 

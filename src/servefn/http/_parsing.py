@@ -25,13 +25,36 @@ from servefn.schema import layout_of
 from servefn.schema._delimited import numbered_rows, parse_rows
 from servefn.schema._schema import Schema
 
-__all__ = ["BodyParser", "Parsed"]
+__all__ = ["BodyParser", "Parsed", "body_too_large", "declared_over"]
 
 _IGNORED_QUERY = frozenset({"code"})  # the Functions key travels as ?code=...
 _MAX_LOC_TEXT = 64
 _JSON_START = re.compile(rb"[ \t\r\n]*")
 _INSTANCES = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"instances"[ \t\r\n]*:')
 _FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
+_MAX_LENGTH_DIGITS = 18  # more digits than any body could have: no int() of a huge string
+
+
+def declared_over(content_length: str, limit: int) -> bool:
+    """True when a Content-Length value declares more than ``limit`` bytes."""
+    declared = content_length.strip()
+    # isascii: str.isdigit() also accepts digits such as '²' that int() refuses
+    if not (declared.isascii() and declared.isdigit()):
+        return False
+    if len(declared) > _MAX_LENGTH_DIGITS:
+        declared = declared.lstrip("0") or "0"
+        if len(declared) > _MAX_LENGTH_DIGITS:
+            return True
+    return int(declared) > limit
+
+
+def body_too_large(limit: int, *, rows: bool = True) -> Problem:
+    """The 413 for a body over ``limit`` bytes (``rows``: advise sending fewer rows)."""
+    return Problem(
+        413,
+        f"the body is too large; the limit is {limit} bytes"
+        + (". Send fewer rows per request" if rows else ""),
+    )
 
 
 @dataclass(slots=True)
@@ -80,11 +103,11 @@ class BodyParser:
 
     def parse_body(self, request: Request) -> Parsed:
         """A POST body, by its Content-Type, within the size limits."""
-        declared = request.headers.get("content-length") or ""
-        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise self._too_large()
+        declared = request.headers.get("content-length")
+        if declared and declared_over(declared, self.max_body_bytes):
+            raise body_too_large(self.max_body_bytes)
         if len(request.body) > self.max_body_bytes:
-            raise self._too_large()
+            raise body_too_large(self.max_body_bytes)
         content_type = request.headers.get("content-type", "")
         if content_type == JSON:  # the common case, without parsing parameters
             return self._parse_json(request.body)
@@ -112,13 +135,6 @@ class BodyParser:
         except ValidationError as exc:
             raise _validation_problem(exc, ("query",)) from None
         return Parsed("one", [record], loc=("query",))
-
-    def _too_large(self) -> Problem:
-        return Problem(
-            413,
-            f"the body is too large; the limit is {self.max_body_bytes} bytes. Send fewer rows "
-            "per request",
-        )
 
     def _parse_json(self, body: bytes) -> Parsed:
         """Parse and validate in one pass (pydantic-core), refusing duplicate keys.
@@ -213,7 +229,7 @@ class BodyParser:
         except UnicodeDecodeError:
             raise Problem(400, "the CSV body is not valid UTF-8") from None
         try:
-            rows = list(numbered_rows(text.splitlines(), header=header, source="body"))
+            rows = list(numbered_rows(text, header=header, source="body"))  # CR/LF/CRLF only
             if len(rows) > self.max_batch:
                 raise Problem(413, f"the CSV has {len(rows)} rows; the limit is {self.max_batch}")
             if not rows:

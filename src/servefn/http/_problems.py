@@ -2,7 +2,8 @@
 
 Errors carry a status, a short title, a detail that says what to do, and for validation
 failures a list of ``{type, loc, msg}`` items (pydantic's shape, without the input: client values
-are never echoed).
+are never echoed). The detail and other text fields are redacted (:func:`servefn._redact.redact`):
+a storage error quoted in a problem never carries a credential.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic_core import to_json
+
+from servefn._redact import redact
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "Problem"]
 
@@ -59,11 +62,14 @@ class Problem(Exception):
             "type": self.type,
             "title": self.title,
             "status": self.status,
-            "detail": self.detail,
+            "detail": redact(self.detail),
         }
         if self.errors is not None:
             doc["errors"] = self.errors
-        doc.update(self.extra)
+        doc.update(
+            (key, redact(value) if isinstance(value, str) else value)
+            for key, value in self.extra.items()
+        )
         return doc
 
     def to_bytes(self) -> bytes:

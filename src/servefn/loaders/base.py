@@ -1,24 +1,59 @@
-"""What every loader returns and promises, and the redaction used wherever a location is shown."""
+"""What every loader returns and promises: the artifact, its download cap, redacted locations.
+
+Every built-in loader refuses an artifact larger than its download cap (:func:`download_cap`:
+the loader's ``max_bytes=`` option, else the app setting ``SERVEFN_MAX_MODEL_BYTES``, else
+512 MiB) with :class:`ArtifactTooLarge`: before downloading when storage says the size up front
+(``os.stat``, blob properties, fsspec ``info()``), otherwise after reading at most
+``cap + 1`` bytes (:func:`read_capped`). Redaction (:func:`redact` and friends) lives in
+:mod:`servefn._redact` and is re-exported here.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-import logging
+import io
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from servefn._redact import (
+    RedactingFilter,
+    describe_error,
+    install_redaction,
+    redact,
+    redact_logger,
+)
+from servefn.errors import LoaderError
+
 __all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_BYTES_SETTING",
+    "ArtifactTooLarge",
     "Fetched",
     "ModelLoader",
     "RedactingFilter",
+    "check_max_bytes",
+    "check_size",
     "describe_error",
     "display_connection",
+    "download_cap",
+    "install_redaction",
+    "read_capped",
     "redact",
     "redact_logger",
     "require",
 ]
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+"""The download cap when neither the loader nor the app setting names one: 512 MiB."""
+MAX_BYTES_SETTING = "SERVEFN_MAX_MODEL_BYTES"
+"""The app setting (environment variable) that sets the download cap of every loader."""
+_CHUNK = 8 * 1024 * 1024
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+_SIZE = re.compile(r"(?i)([0-9][0-9_]*)\s*([kmg]?)(i?)b?")
 
 
 @dataclass(frozen=True)
@@ -49,47 +84,6 @@ class ModelLoader(Protocol):
         ...
 
 
-_MASK = "***"
-
-# Secret-valued keys of connection strings ("AccountKey=...;") and of key=value or JSON text.
-_SECRET_NAMES = (
-    r"AccountKey|SharedAccessSignature|SharedAccessKey|Password|Pwd|ClientSecret|"
-    r"account_key|client_secret|sas_token|credential|secret|access_token"
-)
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # user:password@host in any URL
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@"), rf"\g<1>{_MASK}@"),
-    # AccountKey=...; SharedAccessSignature=sv=..&sig=..; also "AccountKey = ..." (value runs
-    # to ';', a quote or whitespace)
-    (re.compile(rf"(?i)\b({_SECRET_NAMES})\s*=\s*[^;\s'\"]+"), rf"\g<1>={_MASK}"),
-    # "account_key": "...", 'client_secret': '...', password: "..."
-    (
-        re.compile(rf"(?i)(['\"]?\b(?:{_SECRET_NAMES})['\"]?\s*:\s*['\"])[^'\"]*"),
-        rf"\g<1>{_MASK}",
-    ),
-    # SAS signatures, function keys and tokens in query strings
-    (
-        re.compile(
-            r"(?i)([?&;](?:sig|signature|code|token|access_token|key|password)=)[^&#\s'\"]*"
-        ),
-        rf"\g<1>{_MASK}",
-    ),
-    # Authorization: Bearer ... / SharedKey account:signature
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,}]+"), rf"\g<1>{_MASK}"),
-)
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with account keys, SAS signatures, tokens and URL passwords masked.
-
-    Used on every URI, error message and log line that could carry a credential; applying it
-    twice is harmless.
-    """
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 def display_connection(connection: str) -> str:
     """How to show a loader's ``connection`` argument: a setting name as given; a literal
     connection string or account URL reduced to what cannot be a credential.
@@ -109,35 +103,6 @@ def display_connection(connection: str) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    """Masks credentials in the records of a logger servefn does not own."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-def redact_logger(name: str) -> None:
-    """Attach one :class:`RedactingFilter` to logger ``name`` (idempotent).
-
-    urllib3 logs every request line at DEBUG, SAS token included; azure-core's own logging
-    already masks it.
-    """
-    target = logging.getLogger(name)
-    if not any(isinstance(existing, RedactingFilter) for existing in target.filters):
-        target.addFilter(RedactingFilter())
-
-
-def describe_error(exc: BaseException, limit: int = 300) -> str:
-    """``"Type: first line of the message"``, redacted and capped: safe to log or show."""
-    lines = str(exc).strip().splitlines()
-    text = redact(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def require(module: str, message: str) -> None:
     """Raise ``ImportError(message)`` unless ``module`` is installed, without importing it.
 
@@ -150,3 +115,80 @@ def require(module: str, message: str) -> None:
         found = False
     if not found:
         raise ImportError(message)
+
+
+class ArtifactTooLarge(LoaderError):
+    """The artifact is larger than the download cap; ``size`` is ``None`` when storage did not
+    say it (reading stopped at ``cap + 1`` bytes)."""
+
+    def __init__(self, uri: str, cap: int, size: int | None = None) -> None:
+        self.uri, self.cap, self.size = uri, cap, size
+        found = f"is {_amount(size)}" if size is not None else "is larger than that"
+        super().__init__(
+            f"model {uri} {found}, over the download cap of {_amount(cap)}; raise the cap with "
+            f"the loader's max_bytes= option or the app setting {MAX_BYTES_SETTING} (bytes; "
+            "'2GiB' works too)"
+        )
+
+
+def download_cap(option: int | None = None) -> int:
+    """The download cap in bytes: ``option`` (a loader's ``max_bytes=``) when given, else the
+    app setting ``SERVEFN_MAX_MODEL_BYTES`` (read on every call, so ``local.settings.json``
+    counts), else :data:`DEFAULT_MAX_BYTES`. Raises :class:`LoaderError` for a setting that is
+    not a positive size such as ``600000000``, ``600MB`` or ``1GiB``."""
+    if option is not None:
+        return option
+    text = os.environ.get(MAX_BYTES_SETTING, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    match = _SIZE.fullmatch(text)
+    if match is not None:
+        number, unit, binary = match.groups()
+        unit = unit.lower()
+        if unit or not binary:
+            scale = 1024 ** " kmg".index(unit) if binary else _UNITS[unit]
+            value = int(number.replace("_", "")) * scale
+            if value > 0:
+                return value
+    raise LoaderError(
+        f"app setting {MAX_BYTES_SETTING}={text[:40]!r} is not a size; give a positive number "
+        "of bytes, such as 600000000, 600MB or 1GiB"
+    )
+
+
+def check_max_bytes(value: int | None) -> int | None:
+    """Validate a loader's ``max_bytes=`` argument (``None``: the setting or the default)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"max_bytes must be a positive number of bytes, got {value!r}")
+    return value
+
+
+def check_size(uri: str, size: int | None, cap: int) -> None:
+    """Raise :class:`ArtifactTooLarge` when storage says the artifact is larger than ``cap``."""
+    if size is not None and size > cap:
+        raise ArtifactTooLarge(uri, cap, size)
+
+
+def read_capped(read: Callable[[int], bytes], uri: str, cap: int) -> bytes:
+    """Read a stream of unknown size to its end, refusing it once it passes ``cap`` bytes.
+
+    ``read(n)`` returns at most ``n`` bytes, and ``b""`` at the end; at most ``cap + 1`` bytes
+    are requested in all, so a stream that never ends costs at most the cap.
+    """
+    buffer = io.BytesIO()
+    total = 0
+    while True:
+        chunk = read(min(_CHUNK, cap + 1 - total))
+        if not chunk:
+            return buffer.getvalue()
+        total += len(chunk)
+        if total > cap:
+            raise ArtifactTooLarge(uri, cap)
+        buffer.write(chunk)
+
+
+def _amount(size: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size:,} bytes ({size / scale:.1f} {unit})"
+    return f"{size:,} bytes"

@@ -1,9 +1,12 @@
 """Load a model from Azure Blob Storage with azure-storage-blob, as a Functions binding would.
 
-One conditional GET per check (``If-None-Match``): an unchanged blob costs a 304 and no bytes.
-azure-storage-blob is imported on first use; every Azure exception is translated here, once,
-into a :class:`LoaderError` whose message names the container and blob but never a key or SAS
-(Azure's own messages can contain the request URL with its SAS, so they are not chained).
+One conditional request per check: the blob's properties with ``If-None-Match``, so an
+unchanged blob costs a 304 and no bytes. A changed blob's size is checked against the download
+cap before any byte is downloaded, then the blob is downloaded with ``If-Match`` on the etag
+just seen (a blob replaced in between is looked at again). azure-storage-blob is imported on
+first use; every Azure exception is translated here, once, into a :class:`LoaderError` whose
+message names the container and blob but never a key or SAS (Azure's own messages can contain
+the request URL with its SAS, so they are not chained).
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from typing import TYPE_CHECKING, Any
 from servefn.errors import LoaderError
 from servefn.loaders.base import (
     Fetched,
+    check_max_bytes,
+    check_size,
     describe_error,
     display_connection,
+    download_cap,
+    install_redaction,
     redact,
-    redact_logger,
     require,
 )
 from servefn.loaders.connection import AZURE_EXTRA, AzureConnection, resolve_connection
@@ -52,6 +58,9 @@ class BlobLoader:
         ``retries`` backoffs of at most 2 seconds (the SDK default would wait a minute or more).
     retries:
         Retries of a failed request (connection errors, 5xx).
+    max_bytes:
+        The download cap: a larger blob is refused from its properties, before downloading.
+        Default: the app setting ``SERVEFN_MAX_MODEL_BYTES``, else 512 MiB.
     client_options:
         Passed to ``BlobServiceClient`` (``transport``, ``proxies``, ``raw_response_hook``...).
     """
@@ -63,6 +72,7 @@ class BlobLoader:
         *,
         timeout: float = 10.0,
         retries: int = 2,
+        max_bytes: int | None = None,
         **client_options: Any,
     ) -> None:
         require("azure.storage.blob", f"BlobLoader needs azure-storage-blob: {AZURE_EXTRA}")
@@ -70,6 +80,7 @@ class BlobLoader:
         self.uri = f"{_SCHEME}{self.container}/{self.blob}"
         self.timeout = timeout
         self.retries = retries
+        self.max_bytes = check_max_bytes(max_bytes)
         self._connection = connection
         self._client_options = client_options
         self._account: AzureConnection | None = None
@@ -89,7 +100,7 @@ class BlobLoader:
     @property
     def cache_key(self) -> str:
         """The blob's URL without credentials: what ModelSource's disk cache is keyed by."""
-        return f"{self.account.account_url}/{self.container}/{self.blob}"
+        return f"{self.account.display_url}/{self.container}/{self.blob}"
 
     @property
     def client(self) -> BlobClient:
@@ -107,30 +118,48 @@ class BlobLoader:
         return self._client
 
     def fetch(self, etag: str | None = None) -> Fetched | None:
-        """Download the blob, or return ``None`` when its etag is still ``etag`` (HTTP 304)."""
+        """Download the blob, or return ``None`` when its etag is still ``etag`` (HTTP 304).
+
+        Raises :class:`~servefn.loaders.base.ArtifactTooLarge` for a blob over the download
+        cap, without downloading it.
+        """
         client = self.client
+        cap = download_cap(self.max_bytes)
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, HttpResponseError
 
+        timeout = math.ceil(self.timeout)
         condition: dict[str, Any] = {}
         if etag is not None:
             condition = {"etag": etag, "match_condition": MatchConditions.IfModified}
-        try:
-            downloader = client.download_blob(timeout=math.ceil(self.timeout), **condition)
-            data = downloader.readall()
-        except HttpResponseError as exc:
-            if exc.status_code == 304:
-                return None
-            raise LoaderError(self._describe(exc)) from None
-        except AzureError as exc:
-            raise LoaderError(self._describe(exc)) from None
-        return Fetched(data=data, etag=str(downloader.properties.etag), uri=self.uri)
+        for _ in range(3):
+            try:
+                properties = client.get_blob_properties(timeout=timeout, **condition)
+                check_size(self.uri, properties.size, cap)  # before downloading
+                current = str(properties.etag)
+                downloader = client.download_blob(
+                    timeout=timeout, etag=current, match_condition=MatchConditions.IfNotModified
+                )
+                check_size(self.uri, downloader.size, cap)
+                data = downloader.readall()
+            except HttpResponseError as exc:
+                if exc.status_code == 304:
+                    return None
+                if exc.status_code == 412:  # replaced since its properties were read
+                    continue
+                raise LoaderError(redact(self._describe(exc))) from None
+            except AzureError as exc:
+                raise LoaderError(redact(self._describe(exc))) from None
+            return Fetched(data=data, etag=current, uri=self.uri)
+        raise LoaderError(
+            f"{self.uri} changed during each of 3 downloads; the next check will try again"
+        )
 
     def _build_client(self) -> BlobClient:
         from azure.storage.blob import BlobServiceClient, LinearRetry
 
         account = self.account
-        redact_logger("urllib3.connectionpool")  # the SDK's HTTP transport logs SAS URLs at DEBUG
+        install_redaction()  # the SDK and its HTTP transport log request URLs
         options: dict[str, Any] = {
             "connection_timeout": self.timeout,
             "read_timeout": self.timeout,
@@ -143,7 +172,7 @@ class BlobLoader:
             service = BlobServiceClient(account.account_url, account.sas_token, **options)
         else:
             service = BlobServiceClient(account.account_url, account.credential(), **options)
-        logger.info("%s: storage account %s", self.uri, redact(account.describe()))
+        logger.info("%s: storage account %s", self.uri, account.describe())
         return service.get_blob_client(self.container, self.blob)
 
     def _describe(self, exc: AzureError) -> str:
@@ -155,12 +184,13 @@ class BlobLoader:
         )
 
         account = self.account
-        where = f"blob {self.blob!r} in container {self.container!r} of {account.account_url}"
+        url = account.display_url
+        where = f"blob {self.blob!r} in container {self.container!r} of {url}"
         status = getattr(exc, "status_code", None)
         code = getattr(exc, "error_code", None)
         if status == 404 and code == "ContainerNotFound":
             return (
-                f"container {self.container!r} does not exist in {account.account_url}; "
+                f"container {self.container!r} does not exist in {url}; "
                 f"create it and upload the model as {self.blob!r}"
             )
         if status == 404:
@@ -172,12 +202,12 @@ class BlobLoader:
             )
         if isinstance(exc, ClientAuthenticationError):
             return (
-                f"could not get a token for {account.account_url} ({account.auth} from "
+                f"could not get a token for {url} ({account.auth} from "
                 f"{account.source}): {describe_error(exc)}"
             )
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
             return (
-                f"could not reach {account.account_url} for {where} "
+                f"could not reach {url} for {where} "
                 f"(timeout {self.timeout:g}s, {self.retries} retries): {describe_error(exc)}"
             )
         return f"storage error reading {where}: HTTP {status} {code or type(exc).__name__}"

@@ -2,8 +2,9 @@
 
 One file per URI holds a JSON header line (URI, etag, sha256, size) and the artifact bytes.
 It is written to a temporary name and renamed, so readers (other worker processes on the same
-instance) never see a partial file, and it is verified on every read. The cache only saves a
-download: storage still confirms the etag, and any problem here is logged, never raised.
+instance) never see a partial file, and it is verified on every read; an entry over the
+download cap (:func:`~servefn.loaders.base.download_cap`) is discarded unread. The cache only
+saves a download: storage still confirms the etag, and any problem here is logged, never raised.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
+from servefn.errors import LoaderError
+from servefn.loaders.base import DEFAULT_MAX_BYTES, download_cap
+
 __all__ = ["CachedArtifact", "DiskCache"]
 
 logger = logging.getLogger("servefn.loaders")
 
 _FORMAT = "servefn.cache/1"
+_HEADER_ROOM = 64 * 1024  # the JSON header line, besides the artifact
 
 
 @dataclass(frozen=True)
@@ -37,15 +42,26 @@ class CachedArtifact:
 class DiskCache:
     """The cache entry of one artifact URI inside ``directory``."""
 
-    def __init__(self, directory: str | PathLike[str], uri: str) -> None:
+    def __init__(
+        self, directory: str | PathLike[str], uri: str, *, max_bytes: int | None = None
+    ) -> None:
         self.directory = Path(directory)
         self.uri = uri
+        self.max_bytes = max_bytes
         self.path = self.directory / (hashlib.sha256(uri.encode()).hexdigest()[:32] + ".model")
 
     def read(self) -> CachedArtifact | None:
         """The cached artifact, or ``None`` when there is none or it fails verification."""
         try:
-            raw = self.path.read_bytes()
+            with self.path.open("rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if size > self._cap() + _HEADER_ROOM:
+                    logger.warning(
+                        "discarding model cache entry %s: over the download cap", self.path
+                    )
+                    self.discard()
+                    return None
+                raw = file.read(size + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -88,6 +104,12 @@ class DiskCache:
             if temporary is not None:
                 with contextlib.suppress(OSError):
                     Path(temporary).unlink()
+
+    def _cap(self) -> int:
+        try:
+            return download_cap(self.max_bytes)
+        except LoaderError:  # a malformed setting: the fetch reports it
+            return DEFAULT_MAX_BYTES
 
     def discard(self) -> None:
         """Remove the entry (a no-op when there is none)."""

@@ -68,9 +68,20 @@ class AzureConnection:
             return parts.path.strip("/").split("/", 1)[0]
         return host.split(".", 1)[0]
 
+    @property
+    def display_url(self) -> str:
+        """:attr:`account_url` as messages show it: no user info, no query string (a SAS
+        token may ride on a connection string's ``BlobEndpoint``)."""
+        parts = urlsplit(self.account_url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"AzureConnection({self.display_url!r}, auth={self.auth!r}, source={self.source!r})"
+
     def describe(self) -> str:
         """One line for logs: the account URL and the kind of authentication, no secrets."""
-        return f"{self.account_url} ({self.auth} from {self.source})"
+        return f"{self.display_url} ({self.auth} from {self.source})"
 
     def credential(self) -> TokenCredential | None:
         """A synchronous azure-identity credential, or ``None`` for connection strings and SAS."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from os import PathLike
 from pathlib import Path
 
 from servefn.errors import LoaderError
-from servefn.loaders.base import Fetched
+from servefn.loaders.base import Fetched, check_max_bytes, check_size, download_cap, read_capped
 
 __all__ = ["LocalLoader"]
 
@@ -21,14 +22,21 @@ class LocalLoader:
     With ``hash=True`` the etag is the sha256 of the content instead, so a file rewritten with
     the same bytes (a ``touch``, a re-copy) does not count as a new model. The file is then read
     on a check only when its metadata changed.
+
+    A file larger than ``max_bytes`` (default: the app setting ``SERVEFN_MAX_MODEL_BYTES``,
+    else 512 MiB) is refused from its size on disk, before it is opened; one whose size the
+    file system does not tell (a pipe, a device) is read to at most ``max_bytes + 1`` bytes.
     """
 
-    def __init__(self, path: str | PathLike[str], *, hash: bool = False) -> None:
+    def __init__(
+        self, path: str | PathLike[str], *, hash: bool = False, max_bytes: int | None = None
+    ) -> None:
         text = os.fspath(path)
         if text.startswith(_FILE_SCHEME):
             text = text[len(_FILE_SCHEME) :]
         self.path = Path(text).expanduser().absolute()
         self.hash = hash
+        self.max_bytes = check_max_bytes(max_bytes)
         self.uri = str(self.path)
         self._hashed: tuple[tuple[int, int, int], str] | None = None
 
@@ -37,14 +45,25 @@ class LocalLoader:
 
     def fetch(self, etag: str | None = None) -> Fetched | None:
         """Return the file's bytes, or ``None`` when it is unchanged since ``etag``."""
+        cap = download_cap(self.max_bytes)
         try:
-            stamp = _stamp(self.path.stat())
+            status = self.path.stat()
+            stamp = _stamp(status)
             if etag is not None and etag == self._etag_without_reading(stamp):
                 return None
+            if stat.S_ISREG(status.st_mode):
+                check_size(self.uri, status.st_size, cap)  # before opening the file
             with self.path.open("rb") as file:
-                opened = _stamp(os.fstat(file.fileno()))
-                data = file.read()
-                if _stamp(os.fstat(file.fileno())) != opened:
+                status = os.fstat(file.fileno())
+                opened = _stamp(status)
+                if stat.S_ISREG(status.st_mode):  # it may have been replaced since: again
+                    check_size(self.uri, status.st_size, cap)
+                    data = file.read(status.st_size + 1)  # one allocation; growth: changed
+                    changed = _stamp(os.fstat(file.fileno())) != opened
+                else:  # a pipe or a device: no size, and writing to it is what it does
+                    data = read_capped(file.read, self.uri, cap)
+                    changed = False
+                if changed:
                     raise LoaderError(
                         f"model file {self.uri} changed while it was being read; "
                         "write it atomically (to a temporary name, then rename) — "

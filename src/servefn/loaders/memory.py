@@ -14,18 +14,27 @@ from __future__ import annotations
 import threading
 
 from servefn.errors import LoaderError
-from servefn.loaders.base import Fetched, redact
+from servefn.loaders.base import Fetched, check_max_bytes, check_size, download_cap, redact
 
 __all__ = ["MemoryLoader"]
 
 
 class MemoryLoader:
-    """Serves bytes held in memory; every :meth:`set` is a new version with a new etag."""
+    """Serves bytes held in memory; every :meth:`set` is a new version with a new etag.
+
+    Like every loader, it refuses an artifact over ``max_bytes`` (default: the app setting
+    ``SERVEFN_MAX_MODEL_BYTES``, else 512 MiB).
+    """
 
     def __init__(
-        self, data: bytes | None = None, *, uri: str = "memory-loader://model.zip"
+        self,
+        data: bytes | None = None,
+        *,
+        uri: str = "memory-loader://model.zip",
+        max_bytes: int | None = None,
     ) -> None:
         self.uri = redact(uri)
+        self.max_bytes = check_max_bytes(max_bytes)
         self.fetches = 0
         """Calls to :meth:`fetch` (each one a storage round trip for a real loader)."""
         self.downloads = 0
@@ -72,5 +81,6 @@ class MemoryLoader:
                 raise LoaderError(f"{self.uri} does not exist")
             if current == etag:
                 return None
+            check_size(self.uri, len(data), download_cap(self.max_bytes))
             self.downloads += 1
         return Fetched(data=data, etag=current, uri=self.uri)

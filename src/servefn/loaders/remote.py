@@ -1,6 +1,8 @@
 """Load a model from any fsspec URL: ``az://``/``abfs://`` (adlfs), ``s3://``, ``gs://``, http(s)...
 
-A check is one metadata call (``info``); the artifact is downloaded only when its etag changed.
+A check is one metadata call (``info``); the artifact is downloaded only when its etag changed,
+and refused without downloading when ``info`` gives a size over the download cap (a file system
+that gives none is read as a stream, to at most ``max_bytes + 1`` bytes).
 fsspec caches file-system instances and directory listings, and a cached listing keeps serving
 an old etag after the blob changes; so each loader owns a private file system
 (``skip_instance_cache``) and clears its listing cache before every check.
@@ -23,7 +25,18 @@ from fsspec.registry import known_implementations
 from fsspec.registry import registry as imported_implementations
 
 from servefn.errors import LoaderError
-from servefn.loaders.base import Fetched, describe_error, display_connection, redact, require
+from servefn.loaders.base import (
+    Fetched,
+    check_max_bytes,
+    check_size,
+    describe_error,
+    display_connection,
+    download_cap,
+    install_redaction,
+    read_capped,
+    redact,
+    require,
+)
 from servefn.loaders.connection import AZURE_EXTRA, resolve_connection
 from servefn.loaders.schemes import ADLFS_SCHEMES, check_connection
 
@@ -59,6 +72,8 @@ class FsspecLoader:
     timeout:
         Seconds allowed for each call to an asynchronous file system (adlfs, http, s3, gcs)
         before it is cancelled; ``None`` waits as long as the file system does.
+    max_bytes:
+        The download cap (default: the app setting ``SERVEFN_MAX_MODEL_BYTES``, else 512 MiB).
     storage_options:
         Passed to the file system (``account_name=``, ``anon=``...), as for ``fsspec.open``.
     """
@@ -69,6 +84,7 @@ class FsspecLoader:
         *,
         connection: str | None = None,
         timeout: float | None = 30.0,
+        max_bytes: int | None = None,
         **storage_options: Any,
     ) -> None:
         self.protocol = _protocol(url)
@@ -77,6 +93,7 @@ class FsspecLoader:
         self.url = url
         self.uri = redact(url)
         self.timeout = timeout
+        self.max_bytes = check_max_bytes(max_bytes)
         self._connection = connection
         self._options = storage_options
         self._fs: Any = None
@@ -119,6 +136,7 @@ class FsspecLoader:
     def fetch(self, etag: str | None = None) -> Fetched | None:
         """Download the artifact, or return ``None`` when its etag is still ``etag``."""
         fs, path = self._filesystem()
+        cap = download_cap(self.max_bytes)
         try:
             fs.invalidate_cache()
             info = self._call(fs, "info", path)
@@ -127,7 +145,14 @@ class FsspecLoader:
             current = _etag_from_info(info)
             if current is not None and current == etag:
                 return None
-            data = bytes(self._call(fs, "cat_file", path))
+            size = _size(info)
+            if size is None:  # not said (an HTTP server without Content-Length): stream it
+                with fs.open(path, "rb") as file:
+                    data = read_capped(file.read, self.uri, cap)
+            else:
+                check_size(self.uri, size, cap)  # before downloading
+                data = bytes(self._call(fs, "cat_file", path))
+                check_size(self.uri, len(data), cap)
         except LoaderError:
             raise
         except FileNotFoundError:
@@ -153,11 +178,12 @@ class FsspecLoader:
         return self._fs, self._path
 
     def _open_filesystem(self) -> tuple[Any, str]:
+        install_redaction()  # fsspec, adlfs and aiohttp log URLs, query strings included
         options = dict(self._options)
         connection = self._azure_connection()
         if connection is not None:
             account = resolve_connection(connection)
-            logger.info("%s: storage account %s", self.uri, redact(account.describe()))
+            logger.info("%s: storage account %s", self.uri, account.describe())
             options.update(account.adlfs_options())
         try:
             fs, path = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **options)
@@ -196,6 +222,15 @@ def _require_implementation(protocol: str) -> None:
     if known is None:
         raise ValueError(f"fsspec has no file system for {protocol}:// URLs")
     require(known["class"].rsplit(".", 1)[0], known.get("err") or f"{protocol}:// is unavailable")
+
+
+def _size(info: Mapping[str, Any]) -> int | None:
+    """The size ``info`` gives, or None when it gives none usable."""
+    try:
+        size = int(info["size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return size if size >= 0 else None
 
 
 def _etag_from_info(info: Mapping[str, Any]) -> str | None:

@@ -6,10 +6,14 @@ the loader whether the artifact changed (a conditional request) while every othe
 getting the current model; with ``refresh_in_background=True`` (what ``serve_http`` uses) that
 caller only starts a thread that does it, so no request ever waits for storage once a model is
 loaded. What a check does (the conditional request, the disk cache, the sha256 pin, the parse)
-is :mod:`servefn.loaders.check`; a changed artifact is verified and parsed before it replaces
-the current one in a single assignment, and a failed check or a refused artifact keeps the last
-good model and backs off. Before the first model, callers wait for one shared load, and a failed
-load raises :class:`ModelUnavailable` until its retry time without touching storage again.
+is :mod:`servefn.loaders.check`; a changed artifact is verified, parsed and (a servefn model)
+checked end to end before it replaces the current one in a single assignment, and a failed check
+or a refused artifact keeps the last good model. Before the first model, callers wait for one
+shared load. A transient failure (storage) is retried with backoff and, before the first model,
+raises :class:`ModelUnavailable` until its retry time without touching storage again. A permanent
+one (the artifact was refused) is checked again only every ``refresh_after`` seconds, one
+conditional request that downloads nothing until a new version appears, and before the first
+model raises :class:`ModelUnusable`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from datetime import datetime, timezone
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from servefn.errors import ModelUnavailable
+from servefn.errors import ModelUnavailable, ModelUnusable
 from servefn.loaders.base import ModelLoader, redact
-from servefn.loaders.check import ArtifactCheck, CurrentModel, SourceStats
+from servefn.loaders.check import ArtifactCheck, CurrentModel, Failure, SourceStats
 from servefn.loaders.schemes import loader_for
 
 if TYPE_CHECKING:
@@ -64,8 +68,10 @@ class ModelSource(Generic[T]):
         the copy is served (state ``"stale"``). Entries are keyed by the loader's
         ``cache_key`` when it has one (the Azure loaders: account URL and path), else its URI.
     backoff_initial, backoff_max:
-        Retry delays after consecutive failures: ``backoff_initial`` doubling up to
-        ``backoff_max`` seconds; with a model loaded, never sooner than ``refresh_after``.
+        Retry delays after consecutive transient failures (storage): ``backoff_initial``
+        doubling up to ``backoff_max`` seconds; with a model loaded, never sooner than
+        ``refresh_after``. After an artifact is refused (a permanent failure), the next check
+        comes after ``refresh_after`` seconds (at least ``backoff_initial``).
     refresh_in_background:
         Run due checks (and the download and parse of a new artifact) in a background thread
         while ``get()`` keeps returning the current model, instead of in the ``get()`` call
@@ -150,6 +156,7 @@ class ModelSource(Generic[T]):
         self._loading = False
         self._failures = 0
         self._last_error: str | None = None
+        self._failure: Failure | None = None
         self._last_checked: float | None = None
 
     def __repr__(self) -> str:
@@ -212,6 +219,8 @@ class ModelSource(Generic[T]):
             "loaded_at": _iso(current.loaded_at) if current else None,
             "last_checked": _iso(self._last_checked),
             "last_error": self._last_error,
+            "failure": _kind(self._failure),
+            "cause": self._failure.cause if self._failure else None,
             "next_check_in": (
                 round(max(0.0, next_check - self._clock()), 3)
                 if math.isfinite(next_check)
@@ -224,6 +233,8 @@ class ModelSource(Generic[T]):
             return "stale" if self._last_error else "ready"
         if self._loading:
             return "loading"
+        if self._failure is not None and self._failure.permanent:
+            return "unusable"
         return "unavailable" if self._last_error else "idle"
 
     def _refresh(self, current: CurrentModel[T]) -> T:
@@ -278,6 +289,15 @@ class ModelSource(Generic[T]):
             if current is not None:
                 return current.model
             retry_after = max(0.0, self._next_check - self._clock())
+            failure = self._failure
+            if failure is not None and failure.permanent:
+                raise ModelUnusable(
+                    f"the model at {self.uri} cannot be used: {failure.reason}",
+                    retry_after=retry_after,
+                    uri=self.uri,
+                    reason=failure.reason,
+                    cause=failure.cause,
+                )
             raise ModelUnavailable(
                 f"model {self.uri} is not available ({self._last_error}); "
                 f"retrying in {retry_after:.0f}s",
@@ -288,27 +308,43 @@ class ModelSource(Generic[T]):
         """One check (lock held): swap in the model it returns, then schedule the next."""
         started = time.perf_counter()
         self._last_checked = time.time()
-        self._current, error = self._artifacts.run(current)
-        if error is None:
+        self._current, failure = self._artifacts.run(current)
+        if failure is None:
             self._succeed()
         else:
-            self._fail(error, started)
+            self._fail(failure, started)
 
     def _succeed(self) -> None:
         self._failures = 0
         self._last_error = None
+        self._failure = None
         pinned_and_loaded = self._pin is not None and self._current is not None
         self._next_check = math.inf if pinned_and_loaded else self._clock() + self.refresh_after
 
-    def _fail(self, error: str, started: float) -> None:
-        self._failures += 1
+    def _fail(self, failure: Failure, started: float) -> None:
         self._stats.failures += 1
+        error = failure.message
         current = self._current
         if current is not None and self._pin is not None:
             logger.warning("model %s: pinned version loaded; storage said: %s", self.uri, error)
             self._succeed()
             return
         self._last_error = error
+        self._failure = failure
+        if failure.permanent:  # storage answered: the artifact is refused, not the connection
+            self._failures = 0
+            delay = max(self.refresh_after, self.backoff_initial)
+            self._next_check = self._clock() + delay
+            logger.warning(
+                "model %s: %s (%.3fs); %s; next check in %gs, a new version is tried then",
+                self.uri,
+                error,
+                _since(started),
+                f"keeping version {current.sha256[:12]}" if current else "no model to serve",
+                delay,
+            )
+            return
+        self._failures += 1
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1))
         if current is None:
             self._next_check = self._clock() + delay
@@ -339,6 +375,12 @@ def _read_model(data: bytes, *, sha256: str | None = None) -> LoadedModel:
 
 
 _read_model.accepts_sha256 = True  # type: ignore[attr-defined]
+
+
+def _kind(failure: Failure | None) -> str | None:
+    if failure is None:
+        return None
+    return "permanent" if failure.permanent else "transient"
 
 
 def _since(started: float) -> float:

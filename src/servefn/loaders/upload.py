@@ -1,9 +1,12 @@
 """Upload a verified ``model.zip`` to Azure Blob Storage without clobbering anyone's model.
 
 The Python equivalent of ``az storage blob upload``, for models: the file is verified with
-:func:`~servefn.load_model` first (a broken model is never uploaded); an existing blob
-is replaced only with ``overwrite=True``, or with ``if_match=ETAG`` only while it still has the
-etag the caller last saw, so two people cannot silently overwrite each other's upload.
+:func:`~servefn.load_model` and checked end to end as a ``ModelSource`` checks it before a swap
+(:func:`servefn.model._probe.probe`: it must predict records of its input schema into valid
+outputs) before anything is sent, so a model that could not serve is never uploaded. An
+existing blob is replaced only with ``overwrite=True``, or with ``if_match=ETAG`` only while it
+still has the etag the caller last saw, so two people cannot silently overwrite each other's
+upload.
 
 Destinations: ``blob://container/path`` or ``container/path`` (azure-storage-blob), and
 ``az://``/``abfs://``/``abfss://`` URLs (adlfs), reached through ``connection`` with its
@@ -24,6 +27,7 @@ from servefn.loaders.base import describe_error, redact, require
 from servefn.loaders.connection import AZURE_EXTRA
 from servefn.loaders.schemes import ADLFS_SCHEMES, CONNECTION_SCHEMES, scheme_of
 from servefn.model._archive import load_model
+from servefn.model._probe import probe
 
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError
@@ -89,7 +93,7 @@ def _verified(source: str | PathLike[str]) -> bytes:
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}; nothing was uploaded") from None
     try:
-        load_model(data)
+        probe(load_model(data))
     except ArtifactError as exc:
         raise ArtifactError(f"{path} is not a usable model ({exc}); nothing was uploaded") from None
     return data

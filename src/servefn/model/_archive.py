@@ -10,7 +10,10 @@
 
 Reading verifies every payload's hash and size, caps the total unpacked size, refuses absolute,
 ``..`` or unexpected member names, and never unpickles unless the caller passes
-``allow_pickle=True``.
+``allow_pickle=True``. Nothing the manifest declares is trusted before it is held against the
+caps of ``_limits.py``. :func:`load_model` and :func:`read_manifest` are the one boundary where
+every failure to read an archive (zip, JSON, numpy or pydantic errors, an encrypted member, an
+absurd size) becomes an :class:`~servefn.errors.ArtifactError` with one line naming the problem.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from servefn._version import __version__
-from servefn.errors import ArtifactError, PredictorError, SchemaError
+from servefn.errors import ArtifactError
+from servefn.model._boundary import artifact_errors, clip, one_line
+from servefn.model._limits import MAX_MANIFEST_BYTES, check_manifest
 from servefn.model._records import Predictions, Records
 from servefn.predictors import LoadOptions, Predictor, predictor_class
+from servefn.predictors._npz import check_zip_members
 from servefn.schema import layout_of, schema_from_spec
 from servefn.schema._schema import Schema
 
@@ -49,7 +56,6 @@ FORMAT = "servefn.model/1"
 MANIFEST_NAME = "servefn.json"
 MAX_UNPACKED_BYTES = 1 << 30
 """Default cap on a model's total unpacked size (1 GiB): larger archives are refused."""
-_MAX_MANIFEST_BYTES = 4 << 20
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -146,6 +152,12 @@ def write_model(
         raise ArtifactError(
             f"the manifest is not plain JSON ({exc}); check the training record"
         ) from exc
+    if len(manifest_bytes) > MAX_MANIFEST_BYTES:
+        raise ArtifactError(
+            f"the manifest would be {len(manifest_bytes)} bytes, over the cap of "
+            f"{MAX_MANIFEST_BYTES}; keep the training record small"
+        )
+    check_manifest(manifest, {name: len(data) for name, data in payload.files.items()})
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in [(MANIFEST_NAME, manifest_bytes), *sorted(payload.files.items())]:
@@ -171,7 +183,8 @@ def read_manifest(
     source: bytes | str | PathLike[str], *, max_unpacked: int = MAX_UNPACKED_BYTES
 ) -> dict[str, Any]:
     """The verified manifest of a model archive (payload hashes checked, nothing built)."""
-    manifest, _ = _open_verified(_as_bytes(source), max_unpacked)
+    with artifact_errors():
+        manifest, _ = _open_verified(_as_bytes(source), max_unpacked)
     return manifest
 
 
@@ -198,16 +211,15 @@ def load_model(
     if isinstance(trusted, str):
         raise TypeError(f"trusted must be a list of type names, not the string {trusted!r}")
     options = LoadOptions(trusted=tuple(trusted), allow_pickle=allow_pickle)
-    data = _as_bytes(source)
-    manifest, files = _open_verified(data, max_unpacked)
-    try:
+    with artifact_errors():
+        data = _as_bytes(source)
+        manifest, files = _open_verified(data, max_unpacked)
         input_schema = schema_from_spec(manifest["input"])
         output_schema = schema_from_spec(manifest["output"])
-        predictor = predictor_class(str(manifest["kind"])).load_payload(
+        predictor = predictor_class(manifest["kind"]).load_payload(
             manifest.get("predictor", {}), files, options
         )
-    except (SchemaError, PredictorError) as exc:
-        raise ArtifactError(f"model archive is not usable: {exc}") from exc
+        _check_compatible(predictor, input_schema, output_schema)
     return LoadedModel(
         predictor=predictor,
         input_schema=input_schema,
@@ -253,7 +265,7 @@ def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict
             )
         if MANIFEST_NAME not in names:
             raise ArtifactError(f"model archive has no {MANIFEST_NAME}; save it with servefn.save")
-        manifest = _parse_manifest(_read_member(archive, MANIFEST_NAME, _MAX_MANIFEST_BYTES))
+        manifest = _parse_manifest(_read_member(archive, MANIFEST_NAME, MAX_MANIFEST_BYTES))
         declared: Mapping[str, Any] = manifest["files"]
         extra = sorted(set(names) - set(declared) - {MANIFEST_NAME})
         missing = sorted(set(declared) - set(names))
@@ -262,9 +274,14 @@ def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict
                 f"model archive members do not match its manifest (unexpected: {extra}, "
                 f"missing: {missing})"
             )
+        check_zip_members(
+            (i for i in infos if i.filename != MANIFEST_NAME), source="the model archive"
+        )
         files: dict[str, bytes] = {}
         for name, meta in declared.items():
-            content = _read_member(archive, name, int(meta["size"]))
+            # never more than the member holds: a declared size cannot make a read overflow
+            limit = min(meta["size"], archive.getinfo(name).file_size)
+            content = _read_member(archive, name, limit)
             digest = hashlib.sha256(content).hexdigest()
             if len(content) != meta["size"] or digest != meta["sha256"]:
                 raise ArtifactError(
@@ -272,6 +289,7 @@ def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict
                     "damaged after it was saved"
                 )
             files[name] = content
+    check_manifest(manifest, {name: len(content) for name, content in files.items()})
     return manifest, files
 
 
@@ -280,35 +298,50 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
     try:
         with archive.open(name) as fh:
             content = fh.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ArtifactError(f"{name} in the model archive is damaged ({exc})") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+        raise ArtifactError(f"{name} in the model archive is damaged ({one_line(exc)})") from exc
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted, or an unknown compression
+        raise ArtifactError(f"{name} in the model archive cannot be read: {one_line(exc)}") from exc
     if len(content) > limit:
         raise ArtifactError(f"{name} in the model archive is larger than {limit} bytes")
     return content
 
 
 def _parse_manifest(raw: bytes) -> dict[str, Any]:
+    """The manifest's JSON: no NaN or Infinity, nesting bounded by the parser's recursion."""
     try:
-        manifest = json.loads(raw)
+        manifest = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise ArtifactError(f"{MANIFEST_NAME} is nested too deeply to read") from exc
     except ValueError as exc:
-        raise ArtifactError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from exc
+        raise ArtifactError(f"{MANIFEST_NAME} is not valid JSON ({one_line(exc)})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise ArtifactError(f"{MANIFEST_NAME} has format {found!r}; this servefn reads {FORMAT!r}")
+        raise ArtifactError(
+            f"{MANIFEST_NAME} has format {clip(found)}; this servefn reads {FORMAT!r}"
+        )
     for key in ("kind", "input", "output", "files"):
         if key not in manifest:
             raise ArtifactError(f"{MANIFEST_NAME} lacks {key!r}")
     files = manifest["files"]
     if not isinstance(files, dict) or not all(
-        isinstance(m, dict) and isinstance(m.get("sha256"), str) and isinstance(m.get("size"), int)
+        isinstance(m, dict)
+        and isinstance(m.get("sha256"), str)
+        and type(m.get("size")) is int
+        and m["size"] >= 0
         for m in files.values()
     ):
         raise ArtifactError(f"{MANIFEST_NAME} 'files' must map names to sha256 and size")
     return manifest
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _check_compatible(predictor: Predictor, input: type[Schema], output: type[Schema]) -> None:
-    """Refuse to save a model whose schemas cannot drive its predictor."""
+    """Refuse a model whose schemas cannot drive its predictor, when it is saved and again when
+    it is loaded (the schemas then come from the manifest, the predictor from its payload)."""
     n = predictor.n_features
     if n is not None and n != layout_of(input).n_features:
         raise ArtifactError(

@@ -32,6 +32,7 @@ ScoreKind = Literal["softmax", "logistic", "ovr", "decision"]
 _SCORE_KINDS: tuple[str, ...] = ("softmax", "logistic", "ovr", "decision")
 _MAX_WEIGHT_BYTES = 1 << 30
 _SMALL_MODEL = 256  # weights; above this even one row is faster through numpy
+_LABEL_KINDS = "biufU"  # classes are strings or numbers; never objects, bytes or nested lists
 
 
 class LinearClassifier(Predictor):
@@ -68,14 +69,26 @@ class LinearClassifier(Predictor):
             )
         if score not in _SCORE_KINDS:
             raise PredictorError(f"score {score!r} is not one of {_SCORE_KINDS}")
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            raise PredictorError("weights and bias must be finite; they hold NaN or infinity")
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, np.ndarray)):
+            raise PredictorError(f"classes must be a list of labels, not {type(classes).__name__}")
+        try:
+            labels = np.asarray(classes)
+            if labels.dtype.kind == "O":  # an object array of strings (scikit-learn's classes_)
+                labels = np.asarray(labels.tolist())
+        except ValueError:  # ragged nesting
+            labels = np.asarray([[]])
+        if labels.ndim != 1 or labels.dtype.kind not in _LABEL_KINDS:
+            raise PredictorError("classes must be a flat list of strings or numbers")
         binary = W.shape[1] == 1
-        if len(classes) != (2 if binary else W.shape[1]):
-            raise PredictorError(f"{len(classes)} classes do not fit {W.shape[1]} weight columns")
+        if len(labels) != (2 if binary else W.shape[1]):
+            raise PredictorError(f"{len(labels)} classes do not fit {W.shape[1]} weight columns")
         if score == "logistic" and not binary:
             raise PredictorError("score='logistic' needs a single weight column (binary)")
         self.weights = W
         self.bias = b
-        self.classes = np.asarray(classes)
+        self.classes = labels
         self.score = score
         self._binary = binary
         # One row of a small model is cheaper in plain Python than in a dozen numpy calls.
@@ -135,9 +148,16 @@ class LinearClassifier(Predictor):
     ) -> LinearClassifier:
         if "weights.npz" not in files:
             raise PredictorError("a linear-classifier model needs weights.npz; it is missing")
+        classes, score = params.get("classes"), params.get("score")
+        if not isinstance(classes, list) or score not in _SCORE_KINDS:
+            raise PredictorError(
+                "linear-classifier parameters need classes as a list of labels and score as one "
+                f"of {_SCORE_KINDS}; got {type(classes).__name__} classes and score "
+                f"{str(score)[:40]!r}"
+            )
         arrays = load_arrays(files["weights.npz"], max_bytes=_MAX_WEIGHT_BYTES)
         try:
-            return cls(arrays["weights"], arrays["bias"], params["classes"], score=params["score"])
+            return cls(arrays["weights"], arrays["bias"], classes, score=score)
         except KeyError as exc:
             raise PredictorError(f"linear-classifier payload lacks {exc}") from None
 

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from skops.io import exceptions as skops_errors
 
 from servefn.errors import ArtifactError, PredictorError
+from servefn.predictors._npz import check_npy_members
 from servefn.predictors.base import LoadOptions, Outputs, Payload, Predictor
 
 __all__ = ["PickleWarning", "ScoreSource", "SklearnPredictor"]
@@ -231,6 +232,7 @@ def _describe(
 
 
 def _load_skops(data: bytes, trusted: Sequence[str]) -> Any:
+    check_npy_members(data, source=SKOPS_FILE)  # no array is allocated from a lying header
     try:
         return sio.loads(data, trusted=list(trusted))
     except skops_errors.UntrustedTypesFoundException as exc:

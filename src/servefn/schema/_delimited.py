@@ -2,11 +2,19 @@
 
 Blank lines are skipped, quoting follows the csv module, and every malformed value is an error
 that names the file, the line and the (0-based) column: nothing is coerced silently.
+
+Records end only at CR, LF or CRLF outside quotes (RFC 4180), never at the other characters
+``str.splitlines`` breaks at (VT, FF, the separators 0x1C-0x1E, NEL, U+2028, U+2029): text is
+read as ``open(..., newline="")`` reads it. Such a character is part of its field: kept in a
+``str`` column, refused in a number or bool column, where only spaces and tabs may surround
+the value (``float()`` would skip any Unicode whitespace).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from os import PathLike, fspath
 from pathlib import Path
@@ -19,10 +27,13 @@ from servefn.errors import DataFormatError, SchemaError
 if TYPE_CHECKING:
     from servefn.schema._schema import Column, Schema
 
-__all__ = ["numbered_rows", "parse_rows", "read_columns", "read_delimited"]
+__all__ = ["is_blank", "numbered_rows", "parse_rows", "read_columns", "read_delimited"]
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+_BLANK = " \t"
+"""What may surround a number or a bool in a field."""
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def read_delimited(
@@ -60,14 +71,20 @@ def read_columns(
 
 
 def numbered_rows(
-    lines: Iterable[str], *, sep: str = ",", header: bool = False, source: str = "<text>"
+    lines: str | Iterable[str], *, sep: str = ",", header: bool = False, source: str = "<text>"
 ) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, fields)`` for each non-blank line, after an optional header line."""
+    """``(line number, fields)`` for each non-blank record, after an optional header line.
+
+    ``lines`` is the whole text, or its lines with their line endings as a file opened with
+    ``newline=""`` gives them (never ``str.splitlines()``, which breaks at more characters).
+    """
+    if isinstance(lines, str):
+        lines = io.StringIO(lines, newline="")  # lines end at CR, LF or CRLF only
     reader = csv.reader(lines, delimiter=sep, strict=True)
     skip_header = header
     try:
         for fields in reader:
-            if not fields or all(not f.strip() for f in fields):
+            if is_blank(fields):
                 continue
             if skip_header:
                 skip_header = False
@@ -77,6 +94,12 @@ def numbered_rows(
         raise DataFormatError(
             f"not valid delimited text ({exc})", path=source, line=reader.line_num
         ) from exc
+
+
+def is_blank(fields: list[str]) -> bool:
+    """True for a record of nothing but spaces and tabs: a blank line, skipped. (Other
+    whitespace, such as a vertical tab, is a value: the record is read and refused.)"""
+    return not fields or (not fields[0].strip(_BLANK) and all(not f.strip(_BLANK) for f in fields))
 
 
 def parse_rows(
@@ -132,12 +155,12 @@ def _convert(
     parse = _parse_int if col.kind == "int" else _parse_bool
     out: list[Any] = []
     for value, line in zip(raw, lines, strict=True):
-        text = value.strip()
+        text = value.strip(_BLANK)
         if text == "" and col.nullable:
             out.append(None)
             continue
         try:
-            out.append(parse(text))
+            out.append(parse(_plain(text)))
         except ValueError:
             raise DataFormatError(
                 f"{col.name}: {describe(text)} is not a valid {col.kind}",
@@ -157,18 +180,21 @@ def _floats(
     if not raw:
         return np.empty((0, col.size) if col.kind == "vector" else (0,), dtype=np.float64)
     try:
-        return np.array(raw, dtype=np.float64)
+        parsed = np.array(raw, dtype=np.float64)
     except ValueError:
         pass  # find the offending cell below, to name it
+    else:
+        if _all_plain(raw, col.kind == "vector"):
+            return parsed
     out = np.empty((len(raw), col.size), dtype=np.float64)
     for row, (cells, line) in enumerate(zip(raw, lines, strict=True)):
         for offset, text in enumerate(cells if col.kind == "vector" else [cells]):
-            stripped = text.strip()
+            stripped = text.strip(_BLANK)
             if stripped == "" and col.nullable:
                 out[row, offset] = np.nan
                 continue
             try:
-                out[row, offset] = float(stripped)
+                out[row, offset] = float(_plain(stripped))
             except ValueError:
                 what = "a missing value" if stripped == "" else describe(stripped)
                 raise DataFormatError(
@@ -191,6 +217,20 @@ def _check_missing(col: Column, values: list[Any], lines: list[int], source: str
                 line=line,
                 column=col.index,
             )
+
+
+def _plain(text: str) -> str:
+    """``text`` when it is printable ASCII; ValueError otherwise (``float()`` and ``int()``
+    would skip Unicode whitespace and read other scripts' digits)."""
+    if text.isascii() and text.isprintable():
+        return text
+    raise ValueError(text)
+
+
+def _all_plain(raw: list[Any], vector: bool) -> bool:
+    """True when every cell is printable ASCII, spaces and tabs included (one pass over all)."""
+    text = "".join(cell for cells in raw for cell in cells) if vector else "".join(raw)
+    return text.isascii() and (text.isprintable() or _CONTROL.search(text) is None)
 
 
 def _parse_int(text: str) -> int:

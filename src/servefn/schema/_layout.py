@@ -43,6 +43,7 @@ class SchemaLayout:
         self.schema = schema
         self.columns = columns
         """Every declared column, in declaration order."""
+        _check_wire_names(schema, columns)
         labels = [c for c in columns if c.role == "label"]
         if len(labels) > 1:
             raise SchemaError(
@@ -148,6 +149,26 @@ class SchemaLayout:
             "extra": self.schema.model_config.get("extra", "forbid"),
             "columns": [c.spec() for c in self.columns],
         }
+
+
+def _check_wire_names(schema: type[Schema], columns: Sequence[Column]) -> None:
+    """Refuse two fields that answer to the same key: a record would then set both from one
+    value, or the last of two values would silently win, with no duplicate-key error.
+
+    A field answers to its wire name, and to its attribute name when the schema validates by
+    name (servefn's default), so an alias equal to another field's name collides too.
+    """
+    by_name = bool(schema.model_config.get("validate_by_name"))
+    owners: dict[str, Column] = {}
+    for column in columns:
+        keys = {column.name, column.field} if by_name else {column.name}
+        for key in sorted(keys):
+            other = owners.setdefault(key, column)
+            if other is not column:
+                raise SchemaError(
+                    f"{schema.__name__}.{other.field} and {schema.__name__}.{column.field} both "
+                    f"answer to the key {key!r}; give each field its own wire name"
+                )
 
 
 def layout_of(schema: type[Schema]) -> SchemaLayout:

@@ -23,7 +23,7 @@ from pydantic_core import PydanticUndefined
 from servefn.errors import SchemaError
 from servefn.schema._layout import SchemaLayout
 
-__all__ = ["Column", "ColumnKind", "Role", "Schema", "column"]
+__all__ = ["Column", "ColumnKind", "Role", "Schema", "column", "reserved_name"]
 
 Role = Literal["feature", "label", "ignore"]
 ColumnKind = Literal["float", "int", "bool", "str", "vector"]
@@ -33,6 +33,14 @@ _META_INDEX = "x-column"
 _META_ROLE = "x-role"
 _SCALAR_TYPES: dict[type, ColumnKind] = {float: "float", int: "int", bool: "bool", str: "str"}
 _KIND_TYPES: dict[str, Any] = {"float": float, "int": int, "bool": bool, "str": str}
+_PROTECTED = ("model_validate", "model_dump")  # pydantic's protected namespaces
+
+
+def reserved_name(name: str) -> bool:
+    """True for a field name that is pydantic's own: ``model_config``, an attribute of
+    ``BaseModel`` such as ``model_fields``, or a protected namespace. pydantic only warns about
+    most of them, and the field then shadows, or (``model_config``) silently replaces, its own."""
+    return name.startswith("model_") and (hasattr(BaseModel, name) or name.startswith(_PROTECTED))
 
 
 def column(
@@ -162,6 +170,11 @@ class Schema(BaseModel):
 
 
 def _column_of(cls: type[BaseModel], field_name: str) -> Column:
+    if reserved_name(field_name):
+        raise SchemaError(
+            f"{cls.__name__}.{field_name}: the name is pydantic's own; rename the field and keep "
+            "the wire name with column(name=...)"
+        )
     info = cls.model_fields[field_name]
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     raw_index = extra.get(_META_INDEX)

@@ -1,20 +1,26 @@
 """Schema classes rebuilt from the portable spec a model manifest carries.
 
 The rebuilt classes are cached by spec so that a model reloaded with the same manifest reuses its
-classes; the cache is bounded, since a refresh loop can feed it specs without end.
+classes; the cache is bounded, since a refresh loop can feed it specs without end. A spec comes
+from a file, so its field names are held to what a schema class can declare: a Python identifier,
+each once, never one of pydantic's own names (``model_config``, ``model_fields``, ...), which
+would silently drop or shadow the column. Wire names are checked with every schema class's, by
+its layout. Any other spec pydantic cannot build is a :class:`SchemaError`.
 """
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from pydantic import ConfigDict
 from pydantic_core import PydanticUndefined
+from pydantic_core import SchemaError as CoreSchemaError
 
 from servefn.errors import SchemaError
-from servefn.schema._schema import Schema, column
+from servefn.schema._schema import Schema, column, reserved_name
 
 __all__ = ["SPEC_CACHE_SIZE", "schema_from_spec"]
 
@@ -52,6 +58,7 @@ def _schema_from_spec(frozen: Any) -> type[Schema]:
         title = str(spec.get("title") or "Record")
         fields: dict[str, Any] = {}
         for col in spec["columns"]:
+            _check_field_name(col["field"], fields)
             kind = col["type"]
             annotation: Any = list[float] if kind == "vector" else _KIND_TYPES[kind]
             if col.get("nullable"):
@@ -68,9 +75,9 @@ def _schema_from_spec(frozen: Any) -> type[Schema]:
                     **col.get("constraints", {}),
                 ),
             )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise SchemaError(
-            f"schema spec is malformed ({exc!r}); expected layout_of(schema).spec() output"
+            f"schema spec is malformed ({_clip(exc)}); expected layout_of(schema).spec() output"
         ) from exc
     namespace: dict[str, Any] = {
         "__annotations__": {name: ann for name, (ann, _) in fields.items()},
@@ -78,4 +85,29 @@ def _schema_from_spec(frozen: Any) -> type[Schema]:
         "model_config": ConfigDict(extra=spec.get("extra", "forbid")),
         "__module__": "servefn.schema",
     }
-    return type(title, (Schema,), namespace)
+    try:
+        return type(title, (Schema,), namespace)
+    except SchemaError:
+        raise
+    except (TypeError, ValueError, CoreSchemaError) as exc:  # a constraint pydantic refuses
+        raise SchemaError(f"schema spec {title!r} cannot be built ({_clip(exc)})") from exc
+
+
+def _check_field_name(name: Any, fields: Mapping[str, Any]) -> None:
+    """Refuse a field name a schema class cannot declare, or one already used."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise SchemaError(f"schema spec field {_clip(name)} is not a Python identifier")
+    if name.startswith("_"):
+        raise SchemaError(f"schema spec field {name!r} starts with '_', which pydantic ignores")
+    if reserved_name(name):
+        raise SchemaError(
+            f"schema spec field {name!r} is one of pydantic's own names; a schema cannot declare it"
+        )
+    if name in fields:
+        raise SchemaError(f"schema spec declares field {name!r} twice")
+
+
+def _clip(value: Any, limit: int = 120) -> str:
+    """A value for a message: repr (control characters escaped), clipped."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

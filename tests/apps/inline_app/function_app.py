@@ -15,7 +15,7 @@ from servefn import Schema, column
 from servefn.azure import serve_http
 from servefn.model._archive import LoadedModel
 from servefn.predictors.base import Outputs
-from standins import StatelessPredictor
+from support.standins import StatelessPredictor
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 

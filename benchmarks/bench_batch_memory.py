@@ -47,7 +47,6 @@ atexit.register(_peak)
 STREAMED = (
     PEAK_AT_EXIT
     + """
-from servefn.schema import layout_of, read_delimited
 from servefn.cli._main import main
 code = main(sys.argv[1:])
 if code:
@@ -59,6 +58,7 @@ IN_MEMORY = (
     + """
 import numpy as np
 from servefn import load_model
+from servefn.schema import layout_of, read_delimited
 model = load_model(sys.argv[1])
 table = read_delimited(model.input_schema, sys.argv[2])
 outputs = model.predictor.predict(

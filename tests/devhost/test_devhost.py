@@ -435,7 +435,7 @@ def test_servefn_serve_freezes_startup_objects_once_before_loading_the_app(
     monkeypatch.setattr(DevHost, "server", serve_without_uvicorn)
     for _ in range(2):
         DevHost(APPS / "inline_app", port=0).run(out=io.StringIO())
-    assert calls == ["collect", "freeze", "loaded", "served", "loaded", "served"]
+    assert calls == ["freeze", "loaded", "served", "loaded", "served"]
 
 
 @pytest.mark.integration

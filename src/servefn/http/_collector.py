@@ -57,7 +57,7 @@ def resume_collector() -> None:
 
 
 def freeze_startup_objects() -> bool:
-    """Collect, then freeze every object alive now, once per process; True if it froze now.
+    """Freeze every object alive now, once per process; True if it froze now.
 
     For a host, at startup, before any model is loaded (see the module's docstring). Later
     calls do nothing.
@@ -67,6 +67,7 @@ def freeze_startup_objects() -> bool:
         if _frozen:
             return False
         _frozen = True
-    gc.collect()  # garbage left by imports is freed, not frozen for good
+    # No gc.collect() first: it costs about 30 ms of cold start (T3, BENCHMARKS.md) to free
+    # the little garbage imports leave, which then merely stays with the frozen objects.
     gc.freeze()
     return True

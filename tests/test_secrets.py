@@ -477,7 +477,7 @@ def through_every_exit(
     shown["answer or problem"] = json.dumps(dict(answer.headers)) + answer.get_body().decode()
     endpoint = endpoint_of(predict)
     shown["health"] = endpoint.health().body.decode()
-    shown["info and repr"] = str(endpoint.model.info()) + repr(endpoint.model)
+    shown["info and repr"] = str(endpoint.source.info()) + repr(endpoint.source)
     return shown
 
 

@@ -423,8 +423,8 @@ def test_serve_http_uses_its_connection_for_a_model_in_azure_storage(tmp_path: P
 
         wrapper = serve_http(_Features, _Label, model=model, connection=connection)(predict)
         source = endpoint_of(wrapper)
-        assert isinstance(source.model, ModelSource)
-        return source.model
+        assert isinstance(source.source, ModelSource)
+        return source.source
 
     assert isinstance(sources(str(tmp_path / "model.zip"), None).loader, LocalLoader)
     assert "connection='AzureWebJobsStorage'" in repr(sources("blob://m/model.zip", None).loader)

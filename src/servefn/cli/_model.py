@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from servefn.cli._options import EXIT_OK, Subparsers
+from servefn.loaders.schemes import scheme_of
 
 __all__ = ["add_inspect", "add_openapi", "add_upload"]
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 _CONNECTION_HELP = (
     "for blob://, az:// and abfs:// URLs: the app setting holding the storage connection "
     "string, or the prefix of identity-based settings, as on a Functions binding "
@@ -29,7 +28,7 @@ _CONNECTION_HELP = (
 
 def _model_location(text: str) -> str:
     """A URL as given, or a local file that exists (else a usage error, exit 2)."""
-    if _SCHEME.match(text) or Path(text).expanduser().is_file():
+    if scheme_of(text) is not None or Path(text).expanduser().is_file():
         return text
     raise argparse.ArgumentTypeError(
         f"{text} is not a file; pass the path of a model.zip or a model URL (az://, blob://, ...)"
@@ -68,7 +67,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(manifest, indent=2))
         return EXIT_OK
-    remote = _SCHEME.match(args.model) is not None and not args.model.startswith("file://")
+    remote = scheme_of(args.model) not in (None, "file")
     print(
         format_manifest(
             manifest,

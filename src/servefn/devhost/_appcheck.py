@@ -203,7 +203,7 @@ def _check_function(
         endpoint = endpoint_of(function.handler)
     except ServefnError:
         return
-    provider = endpoint.model
+    provider = endpoint.source
     if isinstance(provider, ModelSource):
         uri = provider.uri
         yield from _model_location(function.name, uri, folder, requirements, ignored)

@@ -63,7 +63,8 @@ class ModelProvider(Protocol):
 class Endpoint:
     """Validates requests against ``input_schema``, predicts, and encodes ``output_schema``.
 
-    ``model`` is anything with ``get() -> LoadedModel`` and ``info()``. ``handler`` is an
+    ``source`` is where the model comes from: anything with ``get() -> LoadedModel`` and
+    ``info()`` (a :class:`~servefn.loaders.ModelSource`, or a fixed model). ``handler`` is an
     optional user function ``(model, inputs) -> outputs`` (inputs are validated input records;
     outputs are output records, dicts, or a mapping of output arrays); without it the model's
     predictor runs directly on the feature matrix, the fastest path.
@@ -76,7 +77,7 @@ class Endpoint:
         self,
         input_schema: type[Schema],
         output_schema: type[Schema],
-        model: ModelProvider,
+        source: ModelProvider,
         *,
         handler: Handler | None = None,
         name: str = "predict",
@@ -86,7 +87,7 @@ class Endpoint:
     ) -> None:
         self.input_schema = input_schema
         self.output_schema = output_schema
-        self.model = model
+        self.source = source
         self.handler = handler
         self.name = name
         self.max_body_bytes = max_body_bytes
@@ -134,7 +135,7 @@ class Endpoint:
         A host may then call :meth:`handle` on its event loop instead of a thread pool; the
         provider says so with an ``in_memory()`` method (providers without one never do).
         """
-        in_memory = getattr(self.model, "in_memory", None)
+        in_memory = getattr(self.source, "in_memory", None)
         return in_memory is not None and bool(in_memory())
 
     def health(self) -> Response:
@@ -144,7 +145,7 @@ class Endpoint:
         or ``unusable`` (the model in storage was refused; a new version is needed). While
         something is wrong, even with a model serving (a refused upload), ``reason`` says what.
         """
-        info = self.model.info()
+        info = self.source.info()
         state = info.get("state")
         ready = state in ("ready", "stale") or info.get("version") is not None
         status = "ok" if ready else "unusable" if state == "unusable" else "unavailable"
@@ -175,7 +176,7 @@ class Endpoint:
 
     def _model(self) -> LoadedModel:
         try:
-            model = self.model.get()
+            model = self.source.get()
         except ModelUnusable as exc:  # retrying cannot help: a 500 naming the cause, no Retry-After
             raise Problem(
                 500,

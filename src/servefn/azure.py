@@ -39,12 +39,14 @@ from servefn.http._guard import log_bodies_from_environment
 from servefn.loaders import ModelLoader, ModelSource, loader_for
 from servefn.model._archive import LoadedModel, load_model
 from servefn.predictors import Predictor
+from servefn.predictors.base import trusted_types
 from servefn.schema._schema import Schema
 
 __all__ = [
     "add_health_routes",
     "endpoint_of",
     "function_for",
+    "model_parser",
     "serve_http",
     "to_request",
     "to_response",
@@ -77,7 +79,8 @@ def serve_http(
     on a Functions binding. The model is loaded once, on the first request (or at import with
     ``warm=True``), and checked for a new version at most every ``refresh_after`` seconds, in
     a background thread: requests keep the current model until a new one is ready.
-    ``trusted`` names extra types a scikit-learn (skops) model may contain; ``allow_pickle``
+    ``trusted`` names extra types a scikit-learn (skops) model may contain, in addition to
+    those of the app setting ``SERVEFN_TRUSTED`` (comma-separated); ``allow_pickle``
     admits a model saved with pickle. Both are off by default: a model file never runs code.
 
     Request bodies, and exception messages that may quote them, are never logged unless
@@ -114,7 +117,7 @@ def serve_http(
                 sha256=sha256,
                 cache_dir=cache_dir,
                 base=_folder_of(target),
-                parse=_parser(trusted, allow_pickle),
+                parse=model_parser(trusted, allow_pickle),
             )
             handler, name = target, target.__name__
             is_async = inspect.iscoroutinefunction(target)
@@ -287,13 +290,17 @@ def _provider(
     )
 
 
-def _parser(trusted: Sequence[str], allow_pickle: bool) -> Callable[[bytes], LoadedModel] | None:
-    """``load_model`` with the caller's trust settings, or None for the default (trust nothing)."""
+def model_parser(
+    trusted: Sequence[str] = (), allow_pickle: bool = False
+) -> Callable[[bytes], LoadedModel] | None:
+    """``load_model`` with the caller's trust settings plus the app setting ``SERVEFN_TRUSTED``
+    (read now), or None for the default (trust nothing)."""
     if isinstance(trusted, str):
         raise TypeError("trusted= takes a list of type names, not one string")
-    if not trusted and not allow_pickle:
+    types = trusted_types(trusted)
+    if not types and not allow_pickle:
         return None
-    parse = functools.partial(load_model, trusted=tuple(trusted), allow_pickle=allow_pickle)
+    parse = functools.partial(load_model, trusted=types, allow_pickle=allow_pickle)
     parse.accepts_sha256 = True  # type: ignore[attr-defined]  # ModelSource passes its digest
     return parse
 

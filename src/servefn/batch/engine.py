@@ -125,7 +125,7 @@ def score_partition(
     report = PartitionReport(source.display, target.display)
     opened = False
     try:
-        loaded = model if isinstance(model, LoadedModel) else _cached_model(model)
+        loaded = model if isinstance(model, LoadedModel) else _cached_model(model, options.trusted)
         names = output_names(loaded, options)
         with open_text(source, "r", options) as stream, open_text(target, "w", options) as out:
             opened = True
@@ -160,13 +160,13 @@ def _predict(model: LoadedModel, chunk: Chunk, source: str) -> Any:
         raise BatchError(f"the model failed on {source}, {lines}: {describe_error(exc)}") from exc
 
 
-def _cached_model(data: bytes) -> LoadedModel:
+def _cached_model(data: bytes, trusted: tuple[str, ...] = ()) -> LoadedModel:
     """The model in archive ``data``, parsed once per process (Dask workers reuse it)."""
     key = hashlib.sha256(data).hexdigest()
     with _models_lock:
         model = _models.get(key)
         if model is None:
-            model = load_model(data)
+            model = load_model(data, trusted=trusted)
             if len(_models) >= _MAX_CACHED_MODELS:
                 _models.pop(next(iter(_models)))
             _models[key] = model

@@ -55,6 +55,8 @@ class BatchOptions:
         Passed to the fsspec file system of the input and output URLs.
     overwrite:
         Replace an existing output file, or the part files already in an output folder.
+    trusted:
+        Extra types a scikit-learn (skops) model may hold (``load_model(..., trusted=...)``).
     """
 
     input_format: Format | None = None
@@ -68,6 +70,7 @@ class BatchOptions:
     connection: str | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     overwrite: bool = False
+    trusted: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         formats = get_args(Format)
@@ -83,6 +86,8 @@ class BatchOptions:
             raise BatchUsageError(f"the separator must be one character, not {self.sep!r}")
         if isinstance(self.keep, str):
             raise BatchUsageError("keep is a list of field names, not one string")
+        if isinstance(self.trusted, str):
+            raise BatchUsageError("trusted is a list of type names, not one string")
         duplicates = sorted({k for k in self.keep if self.keep.count(k) > 1})
         if duplicates:
             raise BatchUsageError(f"keep names {duplicates} more than once")

@@ -201,13 +201,13 @@ def _load(model: ModelArg, options: BatchOptions) -> tuple[LoadedModel, bytes | 
     if isinstance(model, LoadedModel):
         return model, None
     if isinstance(model, bytes):
-        return load_model(model), model
+        return load_model(model, trusted=options.trusted), model
     uri = fspath(model)
     connection = options.connection or None  # for the run: the model may be local, data in Azure
     loader = loader_for(uri, connection if takes_connection(uri) else None)
     fetched = loader.fetch()
     assert fetched is not None  # only a fetch with an etag can answer "unchanged"
-    return load_model(fetched.data), fetched.data
+    return load_model(fetched.data, trusted=options.trusted), fetched.data
 
 
 def _archive(loaded: LoadedModel) -> bytes:

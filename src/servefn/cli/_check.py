@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from servefn.cli._options import EXIT_OK, Subparsers
+from servefn.cli._options import EXIT_OK, Subparsers, add_trusted
 from servefn.errors import ServefnError
 
 __all__ = ["add_check"]
@@ -20,7 +20,7 @@ def _check(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.ERROR)  # the findings say it all; no retry chatter
     failed = total = 0
-    for finding in check_app(args.app):
+    for finding in check_app(args.app, trusted=args.trusted):
         print(finding, flush=True)
         total += 1
         failed += finding.level == "fail"
@@ -37,7 +37,8 @@ def add_check(subparsers: Subparsers) -> None:
         "check",
         help="find what `func azure functionapp publish` would trip on, before publishing",
         description=(
-            "Check a function app folder: host.json is valid, requirements.txt lists servefn, "
+            "Check a function app folder: host.json is valid, requirements.txt lists servefn "
+            "with the extras its models need, "
             "local.settings.json would not be published, function_app.py imports and indexes "
             "under the Python worker's rules, and each serve_http function's model loads and "
             "answers an example built from its input schema. The app is imported with its "
@@ -47,4 +48,5 @@ def add_check(subparsers: Subparsers) -> None:
     parser.add_argument(
         "app", metavar="APP_DIR", help="the function app's folder (or its function_app.py)"
     )
+    add_trusted(parser)
     parser.set_defaults(handler=_check)

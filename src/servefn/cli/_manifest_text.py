@@ -1,9 +1,10 @@
 """A model manifest as plain text for a person: what ``servefn inspect`` prints.
 
-Sections: the archive (where it is, sha256, size, created, servefn version, predictor kind),
-the input and output columns as tables, the training record (trainer, parameters, auto-tuned
-values, best iteration, data), the metrics, the confusion matrix labelled with the classes,
-and the payload files. Unknown manifest keys are shown as they are, so nothing is hidden.
+Sections: the archive (where it is, sha256, size, created, servefn version, predictor kind, the
+types a scikit-learn model needs trusted), the input and output columns as tables, the training
+record (trainer, parameters, auto-tuned values, best iteration, data), the metrics, the
+confusion matrix labelled with the classes, and the payload files. Unknown manifest keys are
+shown as they are, so nothing is hidden.
 
 A manifest comes from a file, and its strings could drive a terminal: a newline forges a line,
 an ESC sequence retitles or clears the screen, a bidi override reverses what is read. Every
@@ -66,6 +67,7 @@ def format_manifest(
                 ("format", manifest.get("format")),
                 ("kind", _kind(manifest.get("kind"), predictor)),
                 ("classes", ", ".join(classes)),
+                ("trusted types", _trusted(predictor)),
                 ("sha256", sha256),
                 ("version", sha256[:12]),
                 ("size", f"{size:,} bytes"),
@@ -124,6 +126,18 @@ def _is_matrix(value: Any) -> TypeGuard[list[list[Any]]]:
 def _kind(kind: Any, predictor: Mapping[str, Any]) -> str:
     details = [f"{k} {v}" for k, v in predictor.items() if k != "classes" and _is_scalar(v)]
     return f"{kind} ({', '.join(details)})" if details else str(kind)
+
+
+def _trusted(predictor: Mapping[str, Any]) -> str | None:
+    """The non-default types a skops payload holds, and how to allow them, or None."""
+    listed = predictor.get("untrusted_types")
+    types = [_value(t) for t in listed] if isinstance(listed, list) else []
+    if not types:
+        return None
+    return (
+        f"{', '.join(types)} (loading needs each: --trusted TYPE on servefn serve, predict "
+        "and check, or the app setting SERVEFN_TRUSTED)"
+    )
 
 
 def _columns(title: str, spec: Mapping[str, Any], *, with_index: bool) -> str:

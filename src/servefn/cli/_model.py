@@ -109,8 +109,13 @@ def add_inspect(subparsers: Subparsers) -> None:
 
 def _openapi(args: argparse.Namespace) -> int:
     from servefn.devhost._host import DevHost
+    from servefn.devhost._modelapp import is_model_location, manifest_openapi
 
-    document = DevHost(args.target, connection=args.connection).openapi_document()
+    if is_model_location(args.target):  # the manifest alone: no trusted types, no scikit-learn
+        _apply_current_settings()
+        document = manifest_openapi(args.target, args.connection)
+    else:
+        document = DevHost(args.target, connection=args.connection).openapi_document()
     sys.stdout.write(document.decode() + "\n")
     return EXIT_OK
 

@@ -21,6 +21,7 @@ __all__ = [
     "Hints",
     "Parser",
     "Subparsers",
+    "add_trusted",
     "positive_int",
 ]
 
@@ -61,3 +62,17 @@ def positive_int(what: str) -> Callable[[str], int]:
         return int(text)
 
     return parse
+
+
+def add_trusted(parser: argparse.ArgumentParser) -> None:
+    """``--trusted TYPE`` (repeatable): extra types a scikit-learn (skops) model may hold."""
+    parser.add_argument(
+        "--trusted",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="a type a scikit-learn (skops) model may hold beyond skops' defaults, e.g. "
+        "sklearn.tree._tree.Tree (repeatable; 'servefn inspect MODEL' lists them); added to "
+        "the app setting SERVEFN_TRUSTED (comma-separated). Name only types you expect from "
+        "a model you trust",
+    )

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from servefn.cli._options import EXIT_OK, Subparsers, positive_int
+from servefn.cli._options import EXIT_OK, Subparsers, add_trusted, positive_int
 from servefn.errors import DataFormatError
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def _predict(args: argparse.Namespace) -> int:
     from servefn.batch import BatchOptions, predict_batch
     from servefn.batch.progress import ProgressLine
     from servefn.loaders.schemes import check_connection
+    from servefn.predictors.base import trusted_types
 
     written = [args.output] if args.output else []
     check_connection(args.connection, args.model, args.input, *written, option="--connection")
@@ -52,6 +53,7 @@ def _predict(args: argparse.Namespace) -> int:
         keep=tuple(args.keep),
         connection=args.connection,
         overwrite=args.overwrite,
+        trusted=trusted_types(args.trusted),
     )
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
@@ -159,6 +161,7 @@ def add_predict(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing output or part files"
     )
+    add_trusted(parser)
     parser.set_defaults(
         handler=_predict,
         hints={DataFormatError: "pass --on-error skip to leave bad rows out"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from servefn.cli._options import EXIT_OK, LOG_LEVELS, Subparsers, positive_int
+from servefn.cli._options import EXIT_OK, LOG_LEVELS, Subparsers, add_trusted, positive_int
 
 __all__ = ["add_serve"]
 
@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_size=args.max_body_size,
         log_level=args.log_level,
         connection=args.connection,
+        trusted=args.trusted,
     ).run()
     return EXIT_OK
 
@@ -82,4 +83,5 @@ def add_serve(subparsers: Subparsers) -> None:
         metavar="BYTES",
         help="largest request body accepted; larger ones get 413 (100 MB, like Azure)",
     )
+    add_trusted(parser)
     parser.set_defaults(handler=_serve)

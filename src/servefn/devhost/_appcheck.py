@@ -1,7 +1,8 @@
 """``servefn check``: what ``func azure functionapp publish`` would trip on, before publishing.
 
 Checks, in order: ``host.json`` is valid for the Functions v4 host; ``requirements.txt`` lists
-servefn (with the ``azure`` extra when a model is in Azure Storage); ``local.settings.json``
+servefn (with the ``azure`` extra when a model is in Azure Storage, the extra its model's kind
+needs: ``sklearn`` for kind ``"sklearn"``); ``local.settings.json``
 would not be published (``.funcignore``); ``function_app.py`` imports and indexes under the
 Python worker's rules (exactly one FunctionApp, parameters equal to binding names, unique
 names); and for every ``serve_http`` function, the model it reads (from the setting the app
@@ -17,22 +18,29 @@ import fnmatch
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from servefn.errors import ServefnError
 from servefn.loaders import redact, takes_connection
+from servefn.predictors.base import TRUSTED_SETTING
 from servefn.schema import layout_of
 
 if TYPE_CHECKING:
     from servefn.devhost._indexing import HttpFunction
+    from servefn.http._endpoint import ModelProvider
     from servefn.schema._schema import Schema
 
 __all__ = ["Finding", "check_app", "example_record"]
 
 Level = Literal["ok", "warn", "fail"]
+_KIND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sklearn": ("sklearn", ("scikit-learn", "skops")),
+}
+"""Model kind -> (the servefn extra it needs, the packages that also satisfy it when listed
+themselves). A kind not here (linear-classifier) needs servefn alone."""
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
 
 
@@ -47,11 +55,14 @@ class Finding:
         return f"{self.level}: {self.message}"
 
 
-def check_app(app_path: str | os.PathLike[str]) -> Iterator[Finding]:
+def check_app(
+    app_path: str | os.PathLike[str], *, trusted: Sequence[str] = ()
+) -> Iterator[Finding]:
     """Check the function app at ``app_path`` (its folder or ``function_app.py``).
 
     Importing the app runs its code in this process, with ``local.settings.json`` Values in
-    the environment, as ``func host start`` would. Raises
+    the environment, as ``func host start`` would; ``trusted`` types are added to the app
+    setting ``SERVEFN_TRUSTED`` its ``serve_http`` functions read. Raises
     :class:`~servefn.errors.AppNotFoundError` when the path holds no app.
     """
     from servefn.devhost._indexing import resolve_app_file
@@ -63,7 +74,7 @@ def check_app(app_path: str | os.PathLike[str]) -> Iterator[Finding]:
     yield from _requirement_findings(folder, requirements)
     ignored = _funcignore(folder)
     yield _local_settings(folder, ignored)
-    functions, finding = _index(app_file)
+    functions, finding = _index(app_file, tuple(trusted))
     yield finding
     for function in functions:
         yield from _check_function(function, folder, requirements, ignored)
@@ -174,10 +185,10 @@ def _local_settings(folder: Path, ignored: list[str]) -> Finding:
 # -- the app -------------------------------------------------------------------------------------
 
 
-def _index(app_file: Path) -> tuple[tuple[HttpFunction, ...], Finding]:
+def _index(app_file: Path, trusted: tuple[str, ...]) -> tuple[tuple[HttpFunction, ...], Finding]:
     from servefn.devhost._host import DevHost
 
-    host = DevHost(app_file)
+    host = DevHost(app_file, trusted=trusted)
     try:
         host.load()
     except ServefnError as exc:
@@ -213,14 +224,54 @@ def _check_function(
         model = provider.get()
     except ServefnError as exc:
         reason = provider.info().get("last_error") or str(exc)
+        untrusted = TRUSTED_SETTING in str(reason)  # the message says what to do
         yield Finding(
             "fail",
-            f"{function.name}: {uri} does not load: {redact(str(reason))}; set the app's model "
-            "setting (in local.settings.json here, app settings on Azure) to a model that exists",
+            f"{function.name}: {uri} does not load: {redact(str(reason))}"
+            + (
+                ""
+                if untrusted
+                else "; set the app's model setting (in local.settings.json here, app "
+                "settings on Azure) to a model that exists"
+            ),
         )
+        yield from _kind_extra(function.name, _kind_of(provider, None), requirements)
         return
     yield Finding("ok", f"{function.name}: the model loads ({model.version}, {uri})")
+    yield from _kind_extra(function.name, _kind_of(provider, model.manifest), requirements)
     yield _answer(function, endpoint.input_schema)
+
+
+def _kind_of(provider: ModelProvider, manifest: Mapping[str, Any] | None) -> str | None:
+    """The model's kind: from its manifest, read again from storage when it did not load."""
+    from servefn.loaders import ModelSource
+    from servefn.model._archive import read_manifest
+
+    if manifest is None and isinstance(provider, ModelSource):
+        try:
+            fetched = provider.loader.fetch()
+            manifest = None if fetched is None else read_manifest(fetched.data)
+        except ServefnError:
+            return None
+    kind = (manifest or {}).get("kind")
+    return kind if isinstance(kind, str) else None
+
+
+def _kind_extra(
+    name: str, kind: str | None, requirements: dict[str, set[str]] | None
+) -> Iterator[Finding]:
+    """A fail when requirements.txt lacks the servefn extra a model of ``kind`` needs."""
+    if kind not in _KIND_EXTRAS or requirements is None or "servefn" not in requirements:
+        return
+    extra, packages = _KIND_EXTRAS[kind]
+    if extra in requirements["servefn"] or all(p in requirements for p in packages):
+        yield Finding("ok", f"{name}: requirements.txt lists servefn[{extra}] for its {kind} model")
+        return
+    yield Finding(
+        "fail",
+        f"{name}: its model is of kind {kind!r}, which needs {', '.join(packages)} on the "
+        f"server: list servefn[{extra}] in requirements.txt",
+    )
 
 
 def _model_location(

@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -46,6 +47,7 @@ from servefn.devhost._routes import CompiledRoute, RouteTable, RouteTemplateErro
 from servefn.devhost._swagger import DOCS_ROUTE, SWAGGER_UI_MISSING, DocsPage, swagger_ui_folder
 from servefn.errors import ServefnError
 from servefn.http import freeze_startup_objects
+from servefn.predictors.base import TRUSTED_SETTING, trusted_types
 
 if TYPE_CHECKING:
     import uvicorn
@@ -122,6 +124,9 @@ class DevHost:
     connection
         For a model in Azure Storage (``blob://``, ``az://``, ``abfs://``): the app setting or
         identity-based prefix that reaches the account, as on a Functions binding.
+    trusted
+        Extra types a scikit-learn (skops) model may hold. For a function app they are added
+        to the app setting ``SERVEFN_TRUSTED``, which its ``serve_http`` functions read.
     """
 
     def __init__(
@@ -133,8 +138,12 @@ class DevHost:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         log_level: str = "info",
         connection: str | None = None,
+        trusted: Sequence[str] = (),
     ) -> None:
+        if isinstance(trusted, str):
+            raise TypeError(f"trusted must be a list of type names, not the string {trusted!r}")
         self.app_path = app_path
+        self.trusted = tuple(trusted)
         self.host = host
         self.port = port
         self.max_body_size = max_body_size
@@ -169,6 +178,8 @@ class DevHost:
         app_file = resolve_app_file(self.app_path)
         route_prefix = read_route_prefix(app_file.parent)
         apply_local_settings(app_file.parent)
+        if self.trusted:  # the app's serve_http functions read the setting at import
+            os.environ[TRUSTED_SETTING] = ",".join(trusted_types(self.trusted))
         functions, skipped = index_functions(import_function_app(app_file), app_file)
         entries = []
         for function in functions:
@@ -191,7 +202,7 @@ class DevHost:
 
     def _load_model(self) -> _LoadedApp:
         apply_local_settings(Path.cwd())
-        model = ModelApp.load(self.app_path, connection=self.connection)
+        model = ModelApp.load(self.app_path, connection=self.connection, trusted=self.trusted)
         functions = model.functions()
         entries = [(_compile(ROUTE_PREFIX, f), f.methods, f) for f in functions]
         docs = None

@@ -10,9 +10,9 @@ contract, ``/api/health`` and ``/api/openapi.json``. The model is kept fresh by 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from servefn.devhost._indexing import APP_FILE_NAME, HttpFunction
 from servefn.errors import AppNotFoundError, DevHostError, ServefnError
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from servefn.model._archive import LoadedModel
 
-__all__ = ["ROUTE_PREFIX", "ModelApp", "is_model_location", "model_loader"]
+__all__ = ["ROUTE_PREFIX", "ModelApp", "is_model_location", "manifest_openapi", "model_loader"]
 
 PREDICT_ROUTE = "Predict"
 ROUTE_PREFIX = "api"
@@ -85,11 +85,22 @@ class ModelApp:
         return f"ModelApp({self.source.uri!r})"
 
     @classmethod
-    def load(cls, location: str | os.PathLike[str], *, connection: str | None = None) -> ModelApp:
+    def load(
+        cls,
+        location: str | os.PathLike[str],
+        *,
+        connection: str | None = None,
+        trusted: Sequence[str] = (),
+    ) -> ModelApp:
         """Load the model now (its schemas shape the routes); :class:`DevHostError` if it
-        cannot be loaded, with the reason."""
+        cannot be loaded, with the reason. ``trusted`` names extra types a scikit-learn (skops)
+        model may hold, in addition to the app setting ``SERVEFN_TRUSTED``."""
+        from servefn.azure import model_parser
+
         source = ModelSource(
-            model_loader(os.fspath(location), connection), refresh_in_background=True
+            model_loader(os.fspath(location), connection),
+            parse=model_parser(trusted),
+            refresh_in_background=True,
         )
         try:
             model = source.warm()
@@ -105,12 +116,7 @@ class ModelApp:
 
     def openapi(self) -> bytes:
         """The OpenAPI 3.1 document of the Predict route (no key needed: served locally)."""
-        return openapi_document(
-            [(self.endpoint, PREDICT_ROUTE, ("GET", "POST"))],
-            route_prefix=ROUTE_PREFIX,
-            key_required=False,
-            title=f"{Path(self.uri).name} predictions",
-        )
+        return _openapi(self.endpoint, self.uri)
 
     def functions(self) -> list[HttpFunction]:
         """Predict, health and openapi.json as HTTP functions for the local host (under
@@ -124,6 +130,42 @@ class ModelApp:
             _function("health", "health", ("GET",), lambda _: endpoint.health()),
             _function("openapi", "openapi.json", ("GET",), lambda _: Response(200, self.openapi())),
         ]
+
+
+def manifest_openapi(location: str, connection: str | None = None) -> bytes:
+    """The document :meth:`ModelApp.openapi` serves, from the model's manifest alone: the
+    predictor is never built, so no trusted type or optional package is needed."""
+    from servefn.model._archive import read_manifest
+    from servefn.schema import schema_from_spec
+
+    loader = model_loader(location, connection)
+    fetched = loader.fetch()
+    if fetched is None:  # only a loader given an etag answers "unchanged"
+        raise DevHostError(f"{loader.uri} returned no content")
+    manifest = read_manifest(fetched.data)
+    endpoint = Endpoint(
+        schema_from_spec(manifest["input"]), schema_from_spec(manifest["output"]), _NoModel()
+    )
+    return _openapi(endpoint, loader.uri)
+
+
+class _NoModel:
+    """The provider of a document-only endpoint: it never answers a request."""
+
+    def get(self) -> LoadedModel:
+        raise DevHostError("this endpoint only describes a model; it does not serve it")
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+
+def _openapi(endpoint: Endpoint, uri: str) -> bytes:
+    return openapi_document(
+        [(endpoint, PREDICT_ROUTE, ("GET", "POST"))],
+        route_prefix=ROUTE_PREFIX,
+        key_required=False,
+        title=f"{Path(uri).name} predictions",
+    )
 
 
 def _function(

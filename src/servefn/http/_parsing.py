@@ -23,6 +23,7 @@ from servefn.http._messages import JSON, Request, media_type
 from servefn.http._problems import Problem
 from servefn.schema import layout_of
 from servefn.schema._delimited import numbered_rows, parse_rows
+from servefn.schema._integers import number_from_text
 from servefn.schema._schema import Schema
 
 __all__ = ["BodyParser", "Parsed", "body_too_large", "declared_over"]
@@ -100,6 +101,8 @@ class BodyParser:
         self._accepts_instances = "instances" not in names
         self._required_fields = sum(f.is_required() for f in input_schema.model_fields.values())
         self._keys_are_fields = _keys_are_fields(input_schema)
+        self._vectors = frozenset(c.name for c in self._layout.columns if c.kind == "vector")
+        self._integers = frozenset(c.name for c in self._layout.columns if c.kind == "int")
 
     def parse_body(self, request: Request) -> Parsed:
         """A POST body, by its Content-Type, within the size limits."""
@@ -125,11 +128,16 @@ class BodyParser:
     def parse_query(self, request: Request) -> Parsed:
         """GET query parameters as one record (vector columns comma-separated)."""
         document: dict[str, Any] = {}
-        vectors = {c.name for c in self._layout.columns if c.kind == "vector"}
+        vectors, integers = self._vectors, self._integers
         for key, value in request.query.items():
             if key in _IGNORED_QUERY:
                 continue
-            document[key] = value.split(",") if key in vectors else value
+            if key in vectors:
+                document[key] = value.split(",")
+            elif key in integers:  # "100.0" as JSON's 100.0: the one integer rule
+                document[key] = number_from_text(value)
+            else:
+                document[key] = value
         try:
             record = self._one.validate_python(document, by_name=False, strict=False)
         except ValidationError as exc:

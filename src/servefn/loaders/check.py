@@ -174,7 +174,9 @@ class ArtifactCheck(Generic[T]):
                     else parse(artifact.data)
                 )
             except Exception as exc:  # parse is user code: any exception means a bad artifact
-                return self._refuse(artifact, origin, describe_error(exc), _cause(exc))
+                cause = _cause(exc)  # the advice on trusted types comes last: keep it whole
+                limit = 1000 if cause == "untrusted-types" else 300
+                return self._refuse(artifact, origin, describe_error(exc, limit), cause)
             try:
                 _probe(model)
             except Exception as exc:  # an ArtifactError, or a bug in servefn's own check

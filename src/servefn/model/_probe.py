@@ -28,7 +28,7 @@ from servefn.model._archive import LoadedModel, _check_compatible
 from servefn.schema import layout_of
 from servefn.schema._schema import Column, Schema
 
-__all__ = ["PROBE_ROWS", "probe"]
+__all__ = ["PROBE_ROWS", "check_outputs", "probe"]
 
 PROBE_ROWS = 3
 """Records in the probe batch: zeros, ones, and values inside each column's bounds."""
@@ -140,11 +140,28 @@ def _bounded(column: Column, base: float, *, integer: bool) -> Any:
 def _check_predictions(model: LoadedModel, records: list[Schema], what: str) -> None:
     """Predict ``records`` and check the outputs' columns, shapes, values and records."""
     predictions = model.predict(records)
-    arrays = predictions.arrays
+    _check_outputs(model.output_schema, _classes(model), predictions.arrays, len(records), what)
+
+
+def check_outputs(
+    output_schema: type[Schema], classes: Any, arrays: Any, n: int, what: str
+) -> None:
+    """Raise :class:`ArtifactError` (one line naming the column, what the output schema
+    expects and what the model gives) unless ``arrays``, predicted for ``n`` rows, fit
+    ``output_schema``. ``save`` runs it on the evaluation rows: the rule :func:`probe` applies."""
+    try:
+        listed = None if classes is None else list(np.asarray(classes).tolist())
+        _check_outputs(output_schema, listed, arrays, n, what)
+    except _Failed as failed:
+        raise ArtifactError(f"{_PREFIX}: {failed}") from None
+
+
+def _check_outputs(
+    output_schema: type[Schema], classes: list[Any] | None, arrays: Any, n: int, what: str
+) -> None:
     if not isinstance(arrays, Mapping):
         raise _Failed(f"predicting {what} gave a {type(arrays).__name__}, not output columns")
-    layout = layout_of(model.output_schema)
-    n = len(records)
+    layout = layout_of(output_schema)
     for column in layout.columns:
         if column.role == "ignore":
             continue
@@ -154,14 +171,13 @@ def _check_predictions(model: LoadedModel, records: list[Schema], what: str) -> 
                 f"{sorted(map(str, arrays))[:10]})"
             )
         _check_column(column, arrays[column.name], n, what)
-    classes = _classes(model)
     if classes is not None:
         _check_classes(classes, arrays, what)
     try:
         records_out = layout.from_arrays(arrays)
     except pydantic.ValidationError as exc:
         raise _Failed(
-            f"predicting {what} gave output records that {model.output_schema.__name__} "
+            f"predicting {what} gave output records that {output_schema.__name__} "
             f"refuses ({_first_error(exc)})"
         ) from None
     if len(records_out) != n:
@@ -169,7 +185,8 @@ def _check_predictions(model: LoadedModel, records: list[Schema], what: str) -> 
 
 
 def _check_column(column: Column, values: Any, n: int, what: str) -> None:
-    """One output column: one entry per record, 1-D for a scalar, 2-D for a vector, finite."""
+    """One output column: one entry per record, 1-D for a scalar, 2-D for a vector, finite,
+    and values of the declared type."""
     try:
         array = np.asarray(values)
     except ValueError:  # ragged rows
@@ -178,15 +195,17 @@ def _check_column(column: Column, values: Any, n: int, what: str) -> None:
     if array.ndim == 0 or array.shape[0] != n:
         shape = "a single value" if array.ndim == 0 else f"{array.shape[0]} entries"
         raise _Failed(f"{name} has {shape} for {what}")
+    declared = _declared(column)
     if column.kind == "vector":
         if array.ndim != 2 or array.shape[1] == 0:
-            raise _Failed(f"{name} is a vector but the model gives shape {array.shape}")
+            raise _Failed(f"{name}: expected {declared}, found {_found(array)} ({what})")
         if column.index is not None and array.shape[1] != column.size:
-            raise _Failed(
-                f"{name} declares {column.size} values per row but the model gives {array.shape[1]}"
-            )
+            raise _Failed(f"{name}: expected {declared}, found {_found(array)} ({what})")
     elif array.ndim != 1:
-        raise _Failed(f"{name} is a single {column.kind} but the model gives shape {array.shape}")
+        raise _Failed(f"{name}: expected {declared}, found {_found(array)} ({what})")
+    found = _value_type(array)
+    if found != "object" and found not in _ACCEPTS[column.kind]:  # objects: the records decide
+        raise _Failed(f"{name}: expected {declared}, found {_found(array)} ({what})")
     if column.kind in ("float", "vector"):
         try:
             finite = bool(np.isfinite(array.astype(np.float64)).all())
@@ -194,6 +213,47 @@ def _check_column(column: Column, values: Any, n: int, what: str) -> None:
             raise _Failed(f"{name} holds values that are not numbers") from None
         if not finite:
             raise _Failed(f"{name} holds NaN or infinite values for {what}")
+
+
+_ACCEPTS: dict[str, tuple[str, ...]] = {  # what each declared type takes; the records decide
+    "float": ("float", "int", "bool"),  # the rest (an int column given 0.5 is refused there)
+    "vector": ("float", "int", "bool"),
+    "int": ("int", "float", "bool"),
+    "bool": ("bool", "int"),
+    "str": ("str",),
+}
+
+
+def _declared(column: Column) -> str:
+    """What the output schema declares for a column, per row."""
+    if column.kind != "vector":
+        return f"one {column.kind} per row ({column.field}: {column.kind})"
+    size = f"{column.size} " if column.index is not None else ""
+    return f"a list of {size}numbers per row ({column.field}: list[float])"
+
+
+def _found(array: np.ndarray) -> str:
+    """What the model gives per row."""
+    kind = _value_type(array)
+    if array.ndim == 1:
+        return f"one {kind} per row"
+    if array.ndim == 2:
+        return f"{array.shape[1]} {kind} values per row"
+    return f"an array of shape {array.shape[1:]} per row"
+
+
+def _value_type(array: np.ndarray) -> str:
+    """The type of an output array's values: float, int, bool, str or object."""
+    kind = array.dtype.kind
+    if kind in "US":
+        return "str"
+    if kind == "O":
+        values: list[Any] = array.ravel().tolist()
+        types = {type(v).__name__ for v in values}
+        plain = len(types) == 1 and types <= {"str", "int", "float", "bool"}
+        return types.pop() if plain else "object"  # None, numpy scalars: the records decide
+    name: str = array.dtype.name
+    return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(kind, name)
 
 
 def _check_classes(classes: list[Any], arrays: Mapping[str, Any], what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from collections.abc import Mapping
 from os import PathLike, fspath
@@ -12,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from servefn.errors import PredictorError
-from servefn.model._archive import write_model
+from servefn.model._archive import LoadedModel, read_manifest, write_model
+from servefn.model._probe import check_outputs, probe
 from servefn.predictors import Predictor
+from servefn.schema import schema_from_spec
 from servefn.schema._schema import Schema
 
 __all__ = ["save"]
@@ -21,7 +24,7 @@ __all__ = ["save"]
 
 def save(
     model: Any,
-    path: str | PathLike[str],
+    path: str | PathLike[str] | io.BufferedIOBase,
     *,
     input: type[Schema],
     output: type[Schema],
@@ -40,8 +43,14 @@ def save(
     ``evaluate_on=(X, y)`` adds metrics computed with the saved predictor (what will be served)
     to the training record; ``data_file`` adds the training file's sha256. Returns the
     archive's sha256.
+
+    Before anything is written, the predictor's outputs for the evaluation rows, and for the
+    probe records built from ``input`` (the end-to-end check a model passes before it serves),
+    must fit ``output``: a column of the wrong type or shape is an
+    :class:`~servefn.errors.ArtifactError` naming it, what was declared and what was found.
     """
     record: dict[str, Any] = {}
+    evaluated: Mapping[str, Any] | None = None
     if isinstance(model, Predictor):
         predictor = model
     else:
@@ -50,8 +59,9 @@ def save(
     if evaluate_on is not None:
         X, y = evaluate_on
         matrix = np.asarray(X, dtype=np.float64)
+        evaluated = predictor.predict(matrix)
         record["rows"] = int(matrix.shape[0])
-        record["metrics"] = _evaluate(predictor, matrix, y)
+        record["metrics"] = _evaluate(predictor, evaluated, y)
         if data_file is None:
             digest = hashlib.sha256(matrix.tobytes() + repr(list(np.asarray(y))).encode())
             record["data_sha256"] = digest.hexdigest()
@@ -59,7 +69,33 @@ def save(
         record["data_file"] = Path(fspath(data_file)).name
         record["data_sha256"] = hashlib.sha256(Path(fspath(data_file)).read_bytes()).hexdigest()
     record.update(training or {})
-    return write_model(path, predictor, input=input, output=output, training=record)
+    buffer = io.BytesIO()
+    sha256 = write_model(buffer, predictor, input=input, output=output, training=record)
+    data = buffer.getvalue()
+    manifest = read_manifest(data)
+    output_schema = schema_from_spec(manifest["output"])  # what load_model rebuilds
+    if evaluate_on is not None and evaluated is not None:
+        rows = len(np.asarray(evaluate_on[0]))
+        classes = getattr(predictor, "classes", None)
+        check_outputs(output_schema, classes, evaluated, rows, "the evaluation rows")
+    probe(  # the check every load runs before serving: nothing is written that would fail it
+        LoadedModel(
+            predictor=predictor,
+            input_schema=schema_from_spec(manifest["input"]),
+            output_schema=output_schema,
+            manifest=manifest,
+            sha256=sha256,
+            size=len(data),
+        )
+    )
+    if not isinstance(path, (str, PathLike)):  # a binary file object, as write_model takes
+        path.write(data)
+        return sha256
+    target = Path(fspath(path))
+    partial = target.with_name(target.name + ".tmp")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return sha256
 
 
 def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str, str]]:
@@ -111,10 +147,9 @@ def _describe_estimator(estimator: Any) -> dict[str, Any]:
     return record
 
 
-def _evaluate(predictor: Predictor, X: np.ndarray, y: Any) -> dict[str, Any]:
+def _evaluate(predictor: Predictor, outputs: Mapping[str, Any], y: Any) -> dict[str, Any]:
     from servefn.model._metrics import classification_metrics
 
-    outputs = predictor.predict(X)
     if "PredictedLabel" not in outputs:  # a regressor: Score is the prediction
         return _regression_metrics(np.asarray(y, dtype=np.float64), outputs["Score"])
     classes = getattr(predictor, "classes", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,18 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["LoadOptions", "Outputs", "Payload", "Predictor"]
+__all__ = [
+    "TRUSTED_SETTING",
+    "LoadOptions",
+    "Outputs",
+    "Payload",
+    "Predictor",
+    "trust_advice",
+    "trusted_types",
+]
+
+TRUSTED_SETTING = "SERVEFN_TRUSTED"
+"""The app setting naming extra types (comma-separated) a skops model may hold."""
 
 Outputs = dict[str, Any]
 """Output column (wire name) -> one value per input row: a numpy array, or a list (a
@@ -38,6 +50,27 @@ class LoadOptions:
 
     trusted: tuple[str, ...] = ()
     allow_pickle: bool = False
+
+
+def trusted_types(
+    given: Sequence[str] = (), environ: Mapping[str, str] = os.environ
+) -> tuple[str, ...]:
+    """``given`` plus the comma-separated type names of the app setting ``SERVEFN_TRUSTED``,
+    in order, each once."""
+    if isinstance(given, str):
+        raise TypeError(f"trusted must be a list of type names, not the string {given!r}")
+    setting = [t.strip() for t in environ.get(TRUSTED_SETTING, "").split(",")]
+    return tuple(dict.fromkeys(t for t in (*given, *setting) if t))
+
+
+def trust_advice(types: Sequence[str]) -> str:
+    """Where a user names ``types`` as trusted: the CLI option, the app setting, the code."""
+    options = " ".join(f"--trusted {t}" for t in types)
+    return (
+        f"pass {options} (servefn serve, predict, check) or set the app setting "
+        f"{TRUSTED_SETTING}={','.join(types)}; in code, serve_http(..., trusted={list(types)}) "
+        f"or load_model(..., trusted={list(types)})"
+    )
 
 
 class Predictor(ABC):

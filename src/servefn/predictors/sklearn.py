@@ -30,7 +30,7 @@ from skops.io import exceptions as skops_errors
 
 from servefn.errors import ArtifactError, PredictorError
 from servefn.predictors._npz import check_npy_members
-from servefn.predictors.base import LoadOptions, Outputs, Payload, Predictor
+from servefn.predictors.base import LoadOptions, Outputs, Payload, Predictor, trust_advice
 
 __all__ = ["PickleWarning", "ScoreSource", "SklearnPredictor"]
 
@@ -239,8 +239,8 @@ def _load_skops(data: bytes, trusted: Sequence[str]) -> Any:
         untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted))
         raise ArtifactError(
             f"{SKOPS_FILE} holds types that skops does not trust by default: {untrusted}. "
-            "Each trusted type is built from the file, so name only types you expect, from a "
-            f"source you trust: load_model(..., trusted={untrusted})" + _reasons(untrusted)
+            f"To load it, {trust_advice(untrusted)}. Each trusted type is built from the file, "
+            "so name only types you expect, from a source you trust" + _reasons(untrusted)
         ) from exc
     except _LOAD_ERRORS as exc:
         raise ArtifactError(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from servefn.errors import DataFormatError, SchemaError
+from servefn.schema._integers import int_from_text
 
 if TYPE_CHECKING:
     from servefn.schema._schema import Column, Schema
@@ -152,7 +153,7 @@ def _convert(
         values = [v if v != "" else None for v in raw]
         _check_missing(col, values, lines, source)
         return np.array(values, dtype=object)
-    parse = _parse_int if col.kind == "int" else _parse_bool
+    parse = int_from_text if col.kind == "int" else _parse_bool
     out: list[Any] = []
     for value, line in zip(raw, lines, strict=True):
         text = value.strip(_BLANK)
@@ -231,10 +232,6 @@ def _all_plain(raw: list[Any], vector: bool) -> bool:
     """True when every cell is printable ASCII, spaces and tabs included (one pass over all)."""
     text = "".join(cell for cells in raw for cell in cells) if vector else "".join(raw)
     return text.isascii() and (text.isprintable() or _CONTROL.search(text) is None)
-
-
-def _parse_int(text: str) -> int:
-    return int(text)
 
 
 def _parse_bool(text: str) -> bool:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
 
 from servefn.errors import SchemaError
+from servefn.schema._integers import INTEGRAL
 from servefn.schema._layout import SchemaLayout
 
 __all__ = ["Column", "ColumnKind", "Role", "Schema", "column", "reserved_name"]
@@ -164,9 +165,21 @@ class Schema(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls.__servefn_layout__ = SchemaLayout(
-            cls, tuple(_column_of(cls, f) for f in cls.model_fields)
-        )
+        columns = tuple(_column_of(cls, f) for f in cls.model_fields)
+        cls.__servefn_layout__ = SchemaLayout(cls, columns)
+        _accept_integral_floats(cls, columns)
+
+
+def _accept_integral_floats(cls: type[Schema], columns: tuple[Column, ...]) -> None:
+    """Give each ``int`` field the one integer rule (``schema/_integers.py``): an integral
+    float such as ``100.0`` is its int, ``100.5`` is refused. Classes without one are untouched."""
+    fields = [cls.model_fields[c.field] for c in columns if c.kind == "int"]
+    missing = [info for info in fields if INTEGRAL not in info.metadata]
+    if not missing:
+        return
+    for info in missing:
+        info.metadata.append(INTEGRAL)
+    cls.model_rebuild(force=True)
 
 
 def _column_of(cls: type[BaseModel], field_name: str) -> Column:

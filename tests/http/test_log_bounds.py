@@ -20,17 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from servefn import column
 from servefn._logtext import bounded, exception_text
 from servefn.devhost import DevHost
 from servefn.http import Endpoint, Request
-from servefn.model._archive import LoadedModel, load_model, write_model
-from servefn.predictors.linear import LinearClassifier
-from servefn.schema._schema import Schema
+from servefn.model._archive import LoadedModel
 from support.servehost import ServeProcess
+from support.visits import Fixed, Verdict, Visit, model_zip
 
 HUGE = 100_000
 FORGED = "FORGED servefn.devhost: everything is fine"
@@ -44,37 +41,6 @@ def hostile(size: int = HUGE) -> str:
     line."""
     unit = "a\r\n\x1b[2J\u2028\x85"
     return (unit * (size // len(unit)))[: size - len(FORGED) - 1] + "\n" + FORGED
-
-
-class Visit(Schema):
-    length: float = column(0, name="Length")
-    width: float = column(1, name="Width")
-    note: str | None = column(2, name="Note", role="label", default=None)
-
-
-class Verdict(Schema):
-    predicted_label: str = column(name="PredictedLabel")
-    score: list[float] = column(name="Score")
-
-
-def model_zip() -> bytes:
-    predictor = LinearClassifier(
-        np.array([[1.0, -1.0], [1.0, -1.0]]), np.zeros(2), ["big", "small"]
-    )
-    buffer = io.BytesIO()
-    write_model(buffer, predictor, input=Visit, output=Verdict)
-    return buffer.getvalue()
-
-
-MODEL = load_model(model_zip())
-
-
-class Fixed:
-    def get(self) -> LoadedModel:
-        return MODEL
-
-    def info(self) -> dict[str, Any]:
-        return {"state": "ready", "version": MODEL.version}
 
 
 def csv_body(*fields: str) -> bytes:

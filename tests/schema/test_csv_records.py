@@ -18,18 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
-from servefn import column
 from servefn.batch import BatchOptions, predict_batch
 from servefn.errors import DataFormatError
 from servefn.http import Endpoint, Request
-from servefn.model._archive import LoadedModel, load_model, write_model
-from servefn.predictors.linear import LinearClassifier
+from servefn.model._archive import LoadedModel
 from servefn.schema import read_delimited
-from servefn.schema._schema import Schema
 from support.servehost import ServeProcess
+from support.visits import MODEL, Fixed, Verdict, Visit, model_zip
 
 BREAKS = {
     "VT": "\x0b",
@@ -44,39 +41,6 @@ BREAKS = {
 """Where ``str.splitlines()`` breaks a line and CSV does not."""
 CHARS = [pytest.param(char, id=name) for name, char in BREAKS.items()]
 CSV_TYPE = {"content-type": "text/csv"}
-
-
-class Visit(Schema):
-    length: float = column(0, name="Length")
-    width: float = column(1, name="Width")
-    note: str | None = column(2, name="Note", role="label", default=None)
-
-
-class Verdict(Schema):
-    predicted_label: str = column(name="PredictedLabel")
-    score: list[float] = column(name="Score")
-
-
-def model_zip() -> bytes:
-    predictor = LinearClassifier(
-        np.array([[1.0, -1.0], [1.0, -1.0]]), np.zeros(2), ["big", "small"]
-    )
-    buffer = io.BytesIO()
-    write_model(buffer, predictor, input=Visit, output=Verdict)
-    return buffer.getvalue()
-
-
-MODEL = load_model(model_zip())
-
-
-class Fixed:
-    """The model, always ready (the endpoint's model provider)."""
-
-    def get(self) -> LoadedModel:
-        return MODEL
-
-    def info(self) -> dict[str, Any]:
-        return {"state": "ready", "version": MODEL.version}
 
 
 SEEN: list[list[str | None]] = []

@@ -17,6 +17,7 @@ PUBLIC = [
     "ArtifactError",
     "Column",
     "DataFormatError",
+    "FeatureValueError",
     "LoadedModel",
     "LoaderError",
     "ModelSource",

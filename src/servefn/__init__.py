@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from servefn.errors import (
         ArtifactError,
         DataFormatError,
+        FeatureValueError,
         LoaderError,
         ModelUnavailable,
         PredictorError,
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "serve_http": "servefn.azure:serve_http",
     "ArtifactError": "servefn.errors:ArtifactError",
     "DataFormatError": "servefn.errors:DataFormatError",
+    "FeatureValueError": "servefn.errors:FeatureValueError",
     "LoaderError": "servefn.errors:LoaderError",
     "ModelUnavailable": "servefn.errors:ModelUnavailable",
     "PredictorError": "servefn.errors:PredictorError",
@@ -65,6 +67,7 @@ __all__ = [
     "ArtifactError",
     "Column",
     "DataFormatError",
+    "FeatureValueError",
     "LoadedModel",
     "LoaderError",
     "ModelSource",

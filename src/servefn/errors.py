@@ -4,7 +4,8 @@
 
     ServefnError
      ├── SchemaError          a schema is misdeclared, or data does not fit it
-     │    └── DataFormatError a delimited file has a malformed line (file, line, column)
+     │    ├── DataFormatError a delimited file has a malformed line (file, line, column)
+     │    └── FeatureValueError a value the model cannot take (unknown category, missing)
      ├── ArtifactError        a model.zip is unsafe, corrupt or unreadable
      ├── PredictorError       a model cannot be exported, loaded or registered
      ├── LoaderError          storage could not be reached or the model is missing
@@ -20,11 +21,15 @@ Messages say what went wrong and what to do; they never carry secrets or request
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "AppNotFoundError",
     "ArtifactError",
     "DataFormatError",
     "DevHostError",
+    "FeatureValueError",
     "LoaderError",
     "ModelUnavailable",
     "ModelUnusable",
@@ -52,6 +57,33 @@ class DataFormatError(SchemaError):
         self.path = path
         self.line = line
         self.column = column
+
+
+class FeatureValueError(SchemaError):
+    """A feature value the model cannot take: a category it never saw (with an encoder that
+    refuses unknown values), or a missing value in a column it cannot impute.
+
+    ``feature`` is the feature-matrix column (an index into the input layout's
+    ``feature_names``), ``rows`` the first offending rows (0-based), ``reason`` is
+    ``"unknown_category"`` or ``"missing"`` and ``allowed`` the known categories (capped) for an
+    unknown one. The HTTP layer turns it into a 422 naming the field; the message never quotes the
+    offending value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        feature: int,
+        rows: Sequence[int],
+        reason: str,
+        allowed: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(message)
+        self.feature = feature
+        self.rows = list(rows)
+        self.reason = reason
+        self.allowed = list(allowed)
 
 
 class ArtifactError(ServefnError):

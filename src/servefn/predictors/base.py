@@ -86,6 +86,18 @@ class Predictor(ABC):
     outputs: ClassVar[tuple[str, ...]] = ()
     """Output columns (wire names) :meth:`predict` returns; empty when unknown. A predictor whose
     outputs depend on the model it wraps sets them per instance."""
+    accepts_text: ClassVar[bool] = False
+    """True when :meth:`predict` takes text features: the matrix of a schema with a text
+    (categorical) feature is an object array, numbers as floats (NaN when missing) and text as
+    ``str`` (``None`` when missing). A predictor without it is never given such a schema."""
+
+    @property
+    def accepts_missing(self) -> bool | Sequence[bool]:
+        """Whether a missing value (NaN, or ``None`` in a text column) may reach :meth:`predict`:
+        one flag for all feature columns, or one per column. Where it may not, the HTTP layer
+        answers 422 naming the field and ``LoadedModel.predict`` raises
+        :class:`~servefn.errors.FeatureValueError`. False by default."""
+        return False
 
     @property
     def n_features(self) -> int | None:

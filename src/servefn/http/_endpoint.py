@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import pydantic_core
 
-from servefn.errors import ModelUnavailable, ModelUnusable, ServefnError
+from servefn.errors import FeatureValueError, ModelUnavailable, ModelUnusable, ServefnError
 from servefn.http._encoding import OutputEncoder
-from servefn.http._features import FeatureBuilder
+from servefn.http._features import FeatureBuilder, value_problem
 from servefn.http._guard import Guard
 from servefn.http._messages import Request, Response
 from servefn.http._parsing import BodyParser, Parsed
@@ -172,7 +172,7 @@ class Endpoint:
         else:
             parsed = self._parser.parse_body(request)
         model = self._model()
-        return model, self._features.attach(parsed, model.predictor.dtype)
+        return model, self._features.attach(parsed, model.predictor)
 
     def _model(self) -> LoadedModel:
         try:
@@ -220,7 +220,11 @@ class Endpoint:
         if self.handler is None:
             if parsed.row is not None:
                 return model.predictor.predict_row(parsed.row)
-            return model.predictor.predict(self._features.matrix(parsed, model.predictor.dtype))
+            matrix = self._features.matrix(parsed, model.predictor.dtype)
+            try:
+                return model.predictor.predict(matrix)
+            except FeatureValueError as exc:  # e.g. a category the model's encoder refuses
+                raise value_problem(parsed, exc, self._feature_names) from None
         assert parsed.records is not None
         return self.handler(model, Records(parsed.records, parsed.matrix, parsed.row))
 

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from servefn._logtext import bounded, exception_text
+from servefn.errors import FeatureValueError
 from servefn.http._collector import LARGE_BODY, pause_collector, resume_collector
 from servefn.http._messages import Request, Response, problem_response
 from servefn.http._problems import Problem
@@ -73,6 +74,8 @@ class Guard:
             pass
         elif isinstance(exc, Problem):
             self.response = problem_response(exc)
+        elif isinstance(exc, FeatureValueError):  # raised through a handler's model.predict
+            self.response = problem_response(Problem(422, str(exc)))
         elif isinstance(exc, Exception):
             self.response = problem_response(self._internal_error(exc))
         else:

@@ -103,6 +103,7 @@ class BodyParser:
         self._keys_are_fields = _keys_are_fields(input_schema)
         self._vectors = frozenset(c.name for c in self._layout.columns if c.kind == "vector")
         self._integers = frozenset(c.name for c in self._layout.columns if c.kind == "int")
+        self._nullable = frozenset(c.name for c in self._layout.columns if c.nullable)
 
     def parse_body(self, request: Request) -> Parsed:
         """A POST body, by its Content-Type, within the size limits."""
@@ -132,7 +133,9 @@ class BodyParser:
         for key, value in request.query.items():
             if key in _IGNORED_QUERY:
                 continue
-            if key in vectors:
+            if value == "" and key in self._nullable:  # "?BloodPressure=": missing, as in CSV
+                document[key] = None
+            elif key in vectors:
                 document[key] = value.split(",")
             elif key in integers:  # "100.0" as JSON's 100.0: the one integer rule
                 document[key] = number_from_text(value)

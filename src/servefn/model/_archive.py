@@ -35,6 +35,7 @@ from typing import Any
 from servefn._version import __version__
 from servefn.errors import ArtifactError
 from servefn.model._boundary import artifact_errors, clip, one_line
+from servefn.model._inputs import refuse_missing
 from servefn.model._limits import MAX_MANIFEST_BYTES, check_manifest
 from servefn.model._records import Predictions, Records
 from servefn.predictors import LoadOptions, Predictor, predictor_class
@@ -101,6 +102,7 @@ class LoadedModel:
                 for r in records
             ]
             matrix = layout_of(self.input_schema).to_matrix(rows, self.predictor.dtype)
+        refuse_missing(matrix, self.predictor, layout_of(self.input_schema).feature_names)
         return Predictions(self.output_schema, self.predictor.predict(matrix))
 
 

@@ -23,8 +23,10 @@ from typing import Any
 
 from servefn.errors import ArtifactError
 from servefn.predictors._npz import MAX_INFLATE_RATIO
+from servefn.schema._categories import MAX_CATEGORIES
 
 __all__ = [
+    "MAX_CATEGORIES",
     "MAX_CLASSES",
     "MAX_COLUMNS",
     "MAX_COLUMN_INDEX",
@@ -175,6 +177,14 @@ def _check_column(key: str, column: Mapping[str, Any]) -> int:
         raise ArtifactError(f"{where}: 'constraints' must be an object")
     if not isinstance(column.get("description", ""), (str, type(None))):
         raise ArtifactError(f"{where}: 'description' must be a string")
+    categories = column.get("categories")
+    if categories is not None and (
+        not isinstance(categories, list) or len(categories) > MAX_CATEGORIES
+    ):
+        size = len(categories) if isinstance(categories, list) else _show(categories)
+        raise ArtifactError(
+            f"{where} lists {size} categories; expected a list of at most {MAX_CATEGORIES}"
+        )
     index = column.get("index")
     if index is None:
         return 1

@@ -103,9 +103,11 @@ def _probe_records(schema: type[Schema]) -> list[Schema]:
 def _value(column: Column, base: float) -> Any:
     """A value of ``column``'s kind near ``base``, inside its declared bounds."""
     kind = column.kind
+    if column.categories:  # a categorical column: one of its values
+        return column.categories[int(base) % len(column.categories)]
     if kind == "bool":
         return base >= 1.0
-    if kind == "str":  # a digit string: text features that reach a matrix must be numbers
+    if kind == "str":  # a digit string (any text, for an encoder that ignores unknown values)
         length = int(column.constraints.get("min_length", 1) or 1)
         return str(int(base)) * max(1, length)
     number = _bounded(column, base, integer=kind == "int")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from servefn.errors import DataFormatError, SchemaError
+from servefn.schema._categories import listed
 from servefn.schema._integers import int_from_text
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ def _convert(
     if col.kind == "str":
         values = [v if v != "" else None for v in raw]
         _check_missing(col, values, lines, source)
+        _check_categories(col, values, lines, source)
         return np.array(values, dtype=object)
     parse = int_from_text if col.kind == "int" else _parse_bool
     out: list[Any] = []
@@ -170,6 +172,7 @@ def _convert(
                 column=col.index,
             ) from None
     _check_missing(col, out, lines, source)
+    _check_categories(col, out, lines, source)
     dtype = object if any(v is None for v in out) else (np.int64 if col.kind == "int" else np.bool_)
     return np.array(out, dtype=dtype)
 
@@ -214,6 +217,21 @@ def _check_missing(col: Column, values: list[Any], lines: list[int], source: str
         if value is None:
             raise DataFormatError(
                 f"{col.name}: the value is missing and the column is not optional",
+                path=source,
+                line=line,
+                column=col.index,
+            )
+
+
+def _check_categories(col: Column, values: list[Any], lines: list[int], source: str) -> None:
+    """Refuse a value outside a categorical column's allowed values (a missing one passes)."""
+    if col.categories is None:
+        return
+    allowed = frozenset(col.categories)
+    for value, line in zip(values, lines, strict=True):
+        if value is not None and value not in allowed:
+            raise DataFormatError(
+                f"{col.name}: the value is not one of the allowed values {listed(col.categories)}",
                 path=source,
                 line=line,
                 column=col.index,

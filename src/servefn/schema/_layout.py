@@ -9,6 +9,7 @@ field may be called ``spec`` or ``columns``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
 from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -23,12 +24,15 @@ if TYPE_CHECKING:
 
 __all__ = ["SchemaLayout", "layout_of"]
 
+_NAN = float("nan")
+
 
 class SchemaLayout:
     """Columns, feature names and record/array conversions of one schema class."""
 
     __slots__ = (
         "_getter",
+        "_text_slots",
         "columns",
         "feature_names",
         "features",
@@ -37,6 +41,7 @@ class SchemaLayout:
         "n_features",
         "output_names",
         "schema",
+        "text",
     )
 
     def __init__(self, schema: type[Schema], columns: tuple[Column, ...]) -> None:
@@ -66,6 +71,13 @@ class SchemaLayout:
         """Wire names a predictor must produce when this schema describes outputs."""
         self.flat = all(c.kind in ("float", "int", "bool") for c in self.features)
         """True when every feature is one number: a record's feature tuple is its matrix row."""
+        self.text = any(c.kind == "str" for c in self.features)
+        """True when a feature is text (categorical): matrices are then object arrays, numbers
+        as floats (NaN when missing) and text as ``str`` (``None`` when missing)."""
+        slots = []
+        for c in self.features:
+            slots.extend([c.kind == "str"] * c.size)
+        self._text_slots = tuple(slots)
         fields = [c.field for c in self.features]
         self._getter: Callable[[Any], Sequence[Any]] = (
             attrgetter(*fields) if len(fields) > 1 else lambda r: [getattr(r, f) for f in fields]
@@ -87,33 +99,62 @@ class SchemaLayout:
     ) -> NDArray[Any]:
         """Validated records -> feature matrix (rows x ``n_features``), float32 by default.
 
-        Predictors that compute in float64 ask for it, to save a conversion.
+        Predictors that compute in float64 ask for it, to save a conversion. A missing optional
+        value is NaN; a schema with a text feature gives an object matrix (see :attr:`text`).
         """
         features = self._getter
         if self.flat:  # one number per feature: straight into the array, no rows
             n, k = len(records), self.n_features
             values = chain.from_iterable(map(features, records))
-            return np.fromiter(values, dtype, count=n * k).reshape(n, k)
-        rows: list[Any] = [features(r) for r in records]
-        if len(self.features) != self.n_features:  # vector columns: flatten their cells
-            rows = [
-                [v for cell in row for v in (cell if isinstance(cell, list) else [cell])]
-                for row in rows
-            ]
+            try:
+                return np.fromiter(values, dtype, count=n * k).reshape(n, k)
+            except TypeError:  # a missing optional value (None) or an Enum member
+                pass
+        rows = [self._cells(features(r)) for r in records]
+        if self.text:
+            matrix = np.empty((len(rows), self.n_features), dtype=object)
+            if rows:
+                matrix[:] = rows
+            return matrix
         return np.array(rows, dtype=dtype).reshape(len(rows), self.n_features)
+
+    def _cells(self, row: Sequence[Any]) -> list[Any]:
+        """One record's feature values as matrix cells: vectors flattened, Enum members as their
+        values, numbers as floats, a missing number NaN and missing text None."""
+        cells: list[Any] = []
+        for value in row:
+            if isinstance(value, list):
+                cells.extend(value)
+            elif isinstance(value, Enum):
+                cells.append(value.value)
+            else:
+                cells.append(value)
+        return [
+            value if text else (_NAN if value is None else float(value))
+            for value, text in zip(cells, self._text_slots, strict=True)
+        ]
 
     def table_to_matrix(
         self, table: Mapping[str, np.ndarray], dtype: type[np.floating[Any]] = np.float32
     ) -> NDArray[Any]:
-        """Columns read by ``read_delimited`` (keyed by wire name) -> feature matrix."""
+        """Columns read by ``read_delimited`` (keyed by wire name) -> feature matrix (an object
+        matrix when a feature is text; a missing value is NaN, or None in a text column)."""
         parts = []
         for c in self.features:
             if c.name not in table:
                 raise SchemaError(f"table has no column {c.name!r}; it has {sorted(table)}")
-            values = np.asarray(table[c.name], dtype=dtype)
+            values = np.asarray(table[c.name])
+            if c.kind == "str":
+                parts.append(values.astype(object).reshape(len(values), -1))
+                continue
+            if values.dtype == object:  # an optional int or bool column: None where missing
+                values = np.array([_NAN if v is None else v for v in values], dtype=np.float64)
+            values = values.astype(np.float64 if self.text else dtype, copy=False)
             parts.append(values.reshape(len(values), -1))
         if not parts:
             raise SchemaError(f"{self.schema.__name__} declares no feature columns")
+        if self.text:
+            return np.hstack([p.astype(object) for p in parts])
         return np.ascontiguousarray(np.hstack(parts), dtype=dtype)
 
     def records_from_arrays(self, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:

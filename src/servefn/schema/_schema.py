@@ -15,12 +15,15 @@ import re
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from enum import Enum
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import PydanticUndefined
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from servefn.errors import SchemaError
+from servefn.schema._categories import categories_of, listed
 from servefn.schema._integers import INTEGRAL
 from servefn.schema._layout import SchemaLayout
 
@@ -119,6 +122,9 @@ class Column:
     default: Any
     description: str | None
     constraints: Mapping[str, Any]
+    categories: tuple[Any, ...] | None = None
+    """The allowed values of a categorical column (``Literal``, ``Enum``, or a vocabulary from a
+    model manifest); None when any value of the type is allowed."""
 
     @property
     def size(self) -> int:
@@ -141,6 +147,8 @@ class Column:
             out["description"] = self.description
         if self.constraints:
             out["constraints"] = dict(self.constraints)
+        if self.categories is not None:
+            out["categories"] = list(self.categories)
         return out
 
 
@@ -167,19 +175,51 @@ class Schema(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         columns = tuple(_column_of(cls, f) for f in cls.model_fields)
         cls.__servefn_layout__ = SchemaLayout(cls, columns)
-        _accept_integral_floats(cls, columns)
+        _accept_plain_values(cls, columns)
 
 
-def _accept_integral_floats(cls: type[Schema], columns: tuple[Column, ...]) -> None:
+def _accept_plain_values(cls: type[Schema], columns: tuple[Column, ...]) -> None:
     """Give each ``int`` field the one integer rule (``schema/_integers.py``): an integral
-    float such as ``100.0`` is its int, ``100.5`` is refused. Classes without one are untouched."""
-    fields = [cls.model_fields[c.field] for c in columns if c.kind == "int"]
-    missing = [info for info in fields if INTEGRAL not in info.metadata]
-    if not missing:
-        return
-    for info in missing:
-        info.metadata.append(INTEGRAL)
-    cls.model_rebuild(force=True)
+    float such as ``100.0`` is its int, ``100.5`` is refused; and each ``Enum`` field its
+    members' values, which strict validation takes only from JSON. Other classes are untouched."""
+    added = False
+    for c in columns:
+        info = cls.model_fields[c.field]
+        rule = INTEGRAL if c.kind == "int" and c.categories is None else _enum_rule(info)
+        if rule is not None and rule not in info.metadata:
+            info.metadata.append(rule)
+            added = True
+    if added:
+        cls.model_rebuild(force=True)
+
+
+@cache
+def _member_of(enum: type[Enum]) -> BeforeValidator:
+    """A value of ``enum`` -> its member (other values go on to be refused by pydantic)."""
+    members = {member.value: member for member in enum}
+    text = listed(list(members)).replace("{", "{{").replace("}", "}}")  # a message template
+    message = f"Input should be one of {text}"
+
+    def to_member(value: Any) -> Any:
+        if isinstance(value, enum):
+            return value
+        if type(value) in (str, int):
+            if value in members:
+                return members[value]
+            raise PydanticCustomError("enum", message)
+        return value
+
+    return BeforeValidator(to_member)
+
+
+def _enum_rule(info: Any) -> BeforeValidator | None:
+    annotation = info.annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return _member_of(annotation)
+    return None
 
 
 def _column_of(cls: type[BaseModel], field_name: str) -> Column:
@@ -193,7 +233,8 @@ def _column_of(cls: type[BaseModel], field_name: str) -> Column:
     raw_index = extra.get(_META_INDEX)
     start, end = _parse_index(raw_index if isinstance(raw_index, (int, str)) else None)
     role = extra.get(_META_ROLE, "feature")
-    kind, nullable = _kind_of(cls.__name__, field_name, info.annotation)
+    kind, nullable, categories = _kind_of(cls.__name__, field_name, info.annotation)
+    categories = _vocabulary(info.metadata) or categories
     if kind == "vector" and start is not None and start == end:
         end = start
     if kind != "vector" and start != end:
@@ -221,22 +262,46 @@ def _column_of(cls: type[BaseModel], field_name: str) -> Column:
         default=None if required else info.get_default(call_default_factory=True),
         description=info.description,
         constraints=constraints,
+        categories=categories,
     )
 
 
-def _kind_of(owner: str, field: str, annotation: Any) -> tuple[ColumnKind, bool]:
-    """Map a field annotation to a column kind and whether None is allowed."""
+def _vocabulary(metadata: Sequence[Any]) -> tuple[Any, ...] | None:
+    """A vocabulary set by ``schema_from_spec`` (the enum of the type's JSON schema)."""
+    for item in metadata:
+        schema = getattr(item, "json_schema", None)
+        if isinstance(schema, dict) and isinstance(schema.get("enum"), list):
+            return tuple(schema["enum"])
+    return None
+
+
+def _kind_of(
+    owner: str, field: str, annotation: Any
+) -> tuple[ColumnKind, bool, tuple[Any, ...] | None]:
+    """Map a field annotation to a column kind, whether None is allowed and, for a
+    ``Literal`` or ``Enum`` (a categorical column), its allowed values."""
     nullable = False
     if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         nullable = len(args) < len(get_args(annotation))
         if len(args) == 1:
             annotation = args[0]
+    vocabulary = None
+    if get_origin(annotation) is Annotated:  # e.g. a vocabulary from schema_from_spec
+        annotation, *metadata = get_args(annotation)
+        vocabulary = _vocabulary(metadata)
     if annotation in _SCALAR_TYPES:
-        return _SCALAR_TYPES[annotation], nullable
+        return _SCALAR_TYPES[annotation], nullable, vocabulary
+    try:
+        found = categories_of(annotation)
+    except SchemaError as exc:
+        raise SchemaError(f"{owner}.{field}: {exc}") from None
+    if found is not None:
+        base, values = found
+        return _SCALAR_TYPES[base], nullable, values
     if get_origin(annotation) in (list, Sequence) and get_args(annotation) in ((float,), (int,)):
-        return "vector", nullable
+        return "vector", nullable, None
     raise SchemaError(
         f"{owner}.{field}: type {annotation!r} is not supported; use float, int, bool, str, "
-        "list[float] or an optional of one of them"
+        "a Literal or Enum of strings or integers, list[float], or an optional of one of them"
     )

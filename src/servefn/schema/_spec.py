@@ -20,6 +20,7 @@ from pydantic_core import PydanticUndefined
 from pydantic_core import SchemaError as CoreSchemaError
 
 from servefn.errors import SchemaError
+from servefn.schema._categories import categorical
 from servefn.schema._schema import Schema, column, reserved_name
 
 __all__ = ["SPEC_CACHE_SIZE", "schema_from_spec"]
@@ -61,6 +62,9 @@ def _schema_from_spec(frozen: Any) -> type[Schema]:
             _check_field_name(col["field"], fields)
             kind = col["type"]
             annotation: Any = list[float] if kind == "vector" else _KIND_TYPES[kind]
+            categories = col.get("categories")
+            if categories is not None:
+                annotation = _vocabulary(col["field"], kind, categories)
             if col.get("nullable"):
                 annotation = annotation | None
             index = col.get("index")
@@ -91,6 +95,20 @@ def _schema_from_spec(frozen: Any) -> type[Schema]:
         raise
     except (TypeError, ValueError, CoreSchemaError) as exc:  # a constraint pydantic refuses
         raise SchemaError(f"schema spec {title!r} cannot be built ({_clip(exc)})") from exc
+
+
+def _vocabulary(field: str, kind: str, categories: Any) -> Any:
+    """The type of a categorical column listed with its ``categories``."""
+    base = {"str": str, "int": int}.get(kind)
+    if base is None or not isinstance(categories, list) or not categories:
+        raise SchemaError(
+            f"schema spec field {field!r}: categories need a str or int column and a non-empty list"
+        )
+    if not all(type(value) is base for value in categories):
+        raise SchemaError(f"schema spec field {field!r}: every category must be a {kind}")
+    if len(set(categories)) != len(categories):
+        raise SchemaError(f"schema spec field {field!r} lists a category twice")
+    return categorical(base, categories)
 
 
 def _check_field_name(name: Any, fields: Mapping[str, Any]) -> None:

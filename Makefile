@@ -42,9 +42,11 @@ browser:
 	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
-# Train the iris model if model.zip is missing, serve it with `servefn serve`, ask over HTTP.
+# Train each example's model if its model.zip is missing, serve it with `servefn serve`, ask over
+# HTTP: the iris walkthrough, then the penguins (categorical and missing values).
 demo: $(VENV)/.stamp-demo
 	$(BIN)/python $(IRIS)/demo.py
+	$(BIN)/python examples/penguins/demo.py
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks examples

@@ -119,7 +119,7 @@ WRONG = [
         ridge,
         TARGET,
         Scores,
-        "Scores asks for ['PredictedLabel'], which a sklearn model does not produce; "
+        "Scores asks for ['PredictedLabel'], which a linear-regressor model does not produce; "
         "it produces ['Score']",
         id="regressor-with-a-label",
     ),

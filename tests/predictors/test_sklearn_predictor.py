@@ -138,7 +138,7 @@ def test_served_predictions_equal_scikit_learns(
     X, y = _data(n_classes)
     estimator = make().fit(X, y)
     path = tmp_path / "model.zip"
-    servefn.save(estimator, path, input=Features, output=Prediction)
+    servefn.save(estimator, path, input=Features, output=Prediction, form="sklearn")
 
     model = servefn.load_model(path, trusted=trusted)
     X_new, _ = _data(n_classes, seed=1)
@@ -184,7 +184,7 @@ def test_save_picks_the_linear_form_when_it_can_and_skops_otherwise(tmp_path: Pa
 
     linear_manifest = servefn.read_manifest(tmp_path / "linear.zip")
     assert linear_manifest["kind"] == "linear-classifier"
-    assert linear_manifest["training"]["form"] == "linear"
+    assert linear_manifest["training"]["form"] == "numpy"
     assert "reason" not in linear_manifest["training"]
     tree_manifest = servefn.read_manifest(tmp_path / "tree.zip")
     assert tree_manifest["kind"] == "sklearn"
@@ -325,8 +325,8 @@ def _frame_pipeline(tmp_path: Path) -> tuple[Any, Path]:
         ),
         LogisticRegression(max_iter=1000),
     ).fit(pd.DataFrame(X, columns=layout_of(Features).feature_names), y)
-    path = tmp_path / "model.zip"
-    servefn.save(pipeline, path, input=Features, output=Prediction)
+    path = tmp_path / "model.zip"  # kept as it is: the numpy form matches columns by name
+    servefn.save(pipeline, path, input=Features, output=Prediction, form="sklearn")
     return pipeline, path
 
 
@@ -357,9 +357,11 @@ def test_schema_names_must_match_the_dataframe_columns(tmp_path: Path) -> None:
         kind: float = column(4, name="Kind")
 
     with pytest.raises(ArtifactError, match=r"missing: \['Kind'\]; unexpected: \['Category'\]"):
-        servefn.save(pipeline, tmp_path / "m.zip", input=Renamed, output=Prediction)
+        servefn.save(pipeline, tmp_path / "m.zip", input=Renamed, output=Prediction, form="sklearn")
     with pytest.raises(ArtifactError, match="reordered: feature 0 is 'F1', the model expects 'F0'"):
-        servefn.save(pipeline, tmp_path / "m.zip", input=Reordered, output=Prediction)
+        servefn.save(
+            pipeline, tmp_path / "m.zip", input=Reordered, output=Prediction, form="sklearn"
+        )
 
 
 def test_serving_a_dataframe_model_without_pandas_says_to_install_it(

@@ -40,7 +40,7 @@ _ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _INVISIBLE
 _KNOWN_TRAINING = frozenset(
     {
         "trainer", "steps", "params", "tuned", "best_iteration", "iterations", "converged",
-        "rows", "data_file", "data_sha256", "metrics",
+        "rows", "data_file", "data_sha256", "metrics", "parity",
     }
 )  # fmt: skip
 
@@ -140,6 +140,9 @@ def _trusted(predictor: Mapping[str, Any]) -> str | None:
     )
 
 
+_SHOWN_CATEGORIES = 8
+
+
 def _columns(title: str, spec: Mapping[str, Any], *, with_index: bool) -> str:
     header = ["name", "type", *(["index"] if with_index else []), "role", "required"]
     rows = []
@@ -148,6 +151,11 @@ def _columns(title: str, spec: Mapping[str, Any], *, with_index: bool) -> str:
         if not isinstance(column, Mapping):
             continue
         kind = str(column.get("type", ""))
+        categories = column.get("categories")
+        if isinstance(categories, list):  # a categorical column: its values, a few shown
+            shown = ", ".join(_value(c) for c in categories[:_SHOWN_CATEGORIES])
+            more = len(categories) - _SHOWN_CATEGORIES
+            kind = f"{kind} ({shown}{f', +{more} more' if more > 0 else ''})"
         if column.get("nullable"):
             kind += " | null"
         index = column.get("index")
@@ -208,7 +216,11 @@ def _training(training: Mapping[str, Any]) -> str:
             ]
         )
     ]
-    for label, key in (("parameters", "params"), ("auto-tuned", "tuned")):
+    for label, key in (
+        ("parameters", "params"),
+        ("auto-tuned", "tuned"),
+        ("parity with the source model", "parity"),
+    ):
         values = _mapping(training.get(key))
         if values:
             lines.append(f"  {label}:")

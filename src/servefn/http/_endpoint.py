@@ -125,7 +125,10 @@ class Endpoint:
             model, parsed = await asyncio.to_thread(self._prepare, request)
             outputs = self._run(model, parsed)
             if _is_awaitable(outputs):
-                outputs = await outputs
+                try:
+                    outputs = await outputs
+                except FeatureValueError as exc:  # the handler's model.predict refused a value
+                    raise value_problem(parsed, exc, self._feature_names) from None
             guard.response = self._encoder.encode(outputs, parsed, request, model.version)
         return guard.response
 
@@ -226,7 +229,10 @@ class Endpoint:
             except FeatureValueError as exc:  # e.g. a category the model's encoder refuses
                 raise value_problem(parsed, exc, self._feature_names) from None
         assert parsed.records is not None
-        return self.handler(model, Records(parsed.records, parsed.matrix, parsed.row))
+        try:
+            return self.handler(model, Records(parsed.records, parsed.matrix, parsed.row))
+        except FeatureValueError as exc:  # the handler's model.predict refused a value
+            raise value_problem(parsed, exc, self._feature_names) from None
 
 
 def _is_awaitable(outputs: Any) -> bool:

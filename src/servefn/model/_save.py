@@ -14,9 +14,12 @@ import numpy as np
 
 from servefn.errors import PredictorError
 from servefn.model._archive import LoadedModel, read_manifest, write_model
+from servefn.model._export import Form, check_parity, evaluation_matrix, export
+from servefn.model._inputs import refuse_missing
 from servefn.model._probe import check_outputs, probe
+from servefn.model._vocabulary import with_vocabularies
 from servefn.predictors import Predictor
-from servefn.schema import schema_from_spec
+from servefn.schema import SchemaLayout, layout_of, schema_from_spec
 from servefn.schema._schema import Schema
 
 __all__ = ["save"]
@@ -32,17 +35,24 @@ def save(
     data_file: str | PathLike[str] | None = None,
     training: Mapping[str, Any] | None = None,
     allow_pickle: bool = False,
+    form: Form = "auto",
 ) -> str:
     """Save ``model`` (a servefn predictor or a fitted scikit-learn estimator) to ``path``.
 
-    A scikit-learn pipeline of supported linear steps becomes a numpy-only
-    :class:`~servefn.predictors.linear.LinearClassifier`; any other fitted classifier or
-    regressor becomes a :class:`~servefn.predictors.sklearn.SklearnPredictor` persisted with
-    skops, or, only with ``allow_pickle=True`` and when skops cannot persist it, with pickle
-    (with a warning). The training record says which form was used and why.
-    ``evaluate_on=(X, y)`` adds metrics computed with the saved predictor (what will be served)
-    to the training record; ``data_file`` adds the training file's sha256. Returns the
-    archive's sha256.
+    A scikit-learn linear classifier or regressor (after affine scalers) becomes a numpy-only
+    linear predictor, and a preprocessing pipeline (a ColumnTransformer of imputers, encoders and
+    scalers, then a linear model) a numpy transform stage in front of one: serving needs neither
+    scikit-learn nor pickle. Any other fitted classifier or regressor becomes a
+    :class:`~servefn.predictors.sklearn.SklearnPredictor` persisted with skops, or, only with
+    ``allow_pickle=True`` and when skops cannot persist it, with pickle (with a warning); a
+    preprocessing pipeline with a step servefn cannot reproduce exactly is refused, naming the
+    step, unless ``form="sklearn"`` asks for that form (``form="numpy"`` refuses any model
+    without a numpy form). The training record says which form was used and why.
+    ``evaluate_on=(X, y)`` (X a DataFrame with the schema's column names, or an array in feature
+    order) adds metrics computed with the saved predictor (what will be served) to the training
+    record and, for an exported model, checks that it predicts the rows as the source model does
+    (labels equal, scores within 1e-6); ``data_file`` adds the training file's sha256. Returns
+    the archive's sha256.
 
     Before anything is written, the predictor's outputs for the evaluation rows, and for the
     probe records built from ``input`` (the end-to-end check a model passes before it serves),
@@ -51,19 +61,26 @@ def save(
     """
     record: dict[str, Any] = {}
     evaluated: Mapping[str, Any] | None = None
+    layout = layout_of(input)
     if isinstance(model, Predictor):
         predictor = model
     else:
-        predictor, form = _export(model, allow_pickle=allow_pickle)
-        record = {**_describe_estimator(model), **form}
+        predictor, chosen = export(model, layout, form=form, allow_pickle=allow_pickle)
+        record = {**_describe_estimator(model), **chosen}
+    _check_text(layout, predictor)
+    input = with_vocabularies(input, predictor)
     if evaluate_on is not None:
         X, y = evaluate_on
-        matrix = np.asarray(X, dtype=np.float64)
+        matrix = evaluation_matrix(X, layout)
+        refuse_missing(matrix, predictor, layout.feature_names)
         evaluated = predictor.predict(matrix)
         record["rows"] = int(matrix.shape[0])
         record["metrics"] = _evaluate(predictor, evaluated, y)
+        if record.get("form") == "numpy":
+            record["parity"] = check_parity(model, X, evaluated, getattr(predictor, "score", None))
         if data_file is None:
-            digest = hashlib.sha256(matrix.tobytes() + repr(list(np.asarray(y))).encode())
+            cells = matrix.tobytes() if matrix.dtype != object else repr(matrix.tolist()).encode()
+            digest = hashlib.sha256(cells + repr(list(np.asarray(y))).encode())
             record["data_sha256"] = digest.hexdigest()
     if data_file is not None:
         record["data_file"] = Path(fspath(data_file)).name
@@ -75,7 +92,7 @@ def save(
     manifest = read_manifest(data)
     output_schema = schema_from_spec(manifest["output"])  # what load_model rebuilds
     if evaluate_on is not None and evaluated is not None:
-        rows = len(np.asarray(evaluate_on[0]))
+        rows = len(evaluate_on[0])
         classes = getattr(predictor, "classes", None)
         check_outputs(output_schema, classes, evaluated, rows, "the evaluation rows")
     probe(  # the check every load runs before serving: nothing is written that would fail it
@@ -98,31 +115,15 @@ def save(
     return sha256
 
 
-def _export(estimator: Any, *, allow_pickle: bool) -> tuple[Predictor, dict[str, str]]:
-    """The numpy-only linear form when the estimator has one, else the scikit-learn form.
-
-    Any :class:`PredictorError` from the linear export (an unsupported step or setting) means
-    "try the scikit-learn form", which refuses what it cannot serve either (an unfitted model,
-    something that is neither a classifier nor a regressor); other errors propagate.
-    """
-    from servefn.predictors.sklearn_linear import linear_from_sklearn
-
-    try:
-        return linear_from_sklearn(estimator), {"form": "linear"}
-    except PredictorError as exc:
-        reason = str(exc)
-    try:
-        from servefn.predictors.sklearn import SklearnPredictor
-    except ImportError as exc:
+def _check_text(layout: SchemaLayout, predictor: Predictor) -> None:
+    """Refuse text features for a predictor that takes numbers only."""
+    text = [c.name for c in layout.features if c.kind == "str"]
+    if text and not predictor.accepts_text:
         raise PredictorError(
-            f"{type(estimator).__name__} has no numpy-only form ({reason}); saving it in its "
-            f"scikit-learn form needs skops: pip install 'servefn[sklearn]' ({exc})"
-        ) from None
-
-    return SklearnPredictor(estimator, allow_pickle=allow_pickle), {
-        "form": "sklearn",
-        "reason": reason,
-    }
+            f"the input schema's features {text} are text, but a {predictor.kind} model takes "
+            "numbers only; fit a pipeline whose ColumnTransformer encodes them (OneHotEncoder or "
+            "OrdinalEncoder), or declare them as numbers"
+        )
 
 
 def _describe_estimator(estimator: Any) -> dict[str, Any]:

@@ -25,6 +25,8 @@ _registry = LazyRegistry(
     "predictor kind",
     {
         "linear-classifier": Entry("servefn.predictors.linear:LinearClassifier"),
+        "linear-regressor": Entry("servefn.predictors.linear_regression:LinearRegressor"),
+        "transformed": Entry("servefn.predictors.transformed:TransformedPredictor"),
         "sklearn": Entry(
             "servefn.predictors.sklearn:SklearnPredictor",
             "this model needs scikit-learn and skops: pip install 'servefn[sklearn]'",

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import FeatureValueError, PredictorError
-from servefn.predictors._ops import Array, Op, Scalar, is_missing, is_scalar
+from servefn.predictors._ops import Array, Op, Scalar, is_missing, is_number, is_scalar
 
 __all__ = ["MAX_CATEGORIES", "Categories", "OneHot", "Ordinal"]
 
@@ -33,8 +33,10 @@ class Categories:
     def __init__(self, values: Sequence[Scalar]) -> None:
         self.values = list(values)
         if len(self.values) > MAX_CATEGORIES:
-            raise PredictorError(f"a column holds {len(self.values)} categories; at most "
-                                 f"{MAX_CATEGORIES} are allowed")
+            raise PredictorError(
+                f"a column holds {len(self.values)} categories; at most "
+                f"{MAX_CATEGORIES} are allowed"
+            )
         if not all(is_scalar(v) for v in self.values):
             raise PredictorError("categories must be strings, finite numbers or null")
         known = [v for v in self.values if v is not None]
@@ -47,7 +49,7 @@ class Categories:
         """The code of a missing value, or -1 when none was learned."""
         index = [i for i, v in enumerate(self.values) if v is not None]
         self._table = {str(self.values[i]): i for i in index} if self.text else {}
-        numbers = np.array([float(self.values[i]) for i in index] if not self.text else [])
+        numbers = np.array([] if self.text else [float(v) for v in known])
         order = np.argsort(numbers, kind="stable")
         self._sorted = numbers[order]
         self._codes = np.array(index, dtype=np.intp)[order] if len(index) else np.zeros(0, int)
@@ -68,7 +70,9 @@ class Categories:
             else:
                 cells = column.tolist()
                 numeric = np.array([type(v) in (int, float) for v in cells], bool) & ~missing
-                values = np.array([v if ok else 0.0 for v, ok in zip(cells, numeric)], np.float64)
+                values = np.array(
+                    [v if ok else 0.0 for v, ok in zip(cells, numeric, strict=True)], np.float64
+                )
             if len(self._sorted):
                 at = np.minimum(np.searchsorted(self._sorted, values), len(self._sorted) - 1)
                 hit = numeric & (self._sorted[at] == values)
@@ -138,14 +142,15 @@ class OneHot(_Encoder):
     ) -> None:
         super().__init__(categories)
         if len(drop) != self.n_in or any(
-            d is not None and not 0 <= d < len(c.values) for d, c in zip(drop, self.categories)
+            d is not None and not 0 <= d < len(c.values)
+            for d, c in zip(drop, self.categories, strict=True)
         ):
             raise PredictorError("onehot drop must give each column null or one of its codes")
         self.drop = list(drop)
         self.ignore = ignore
         self._columns: list[NDArray[np.intp]] = []  # per input column: code -> output col or -1
         self._sources: list[int] = []
-        for j, (c, d) in enumerate(zip(self.categories, self.drop)):
+        for j, (c, d) in enumerate(zip(self.categories, self.drop, strict=True)):
             out = np.full(len(c.values) + 1, -1, dtype=np.intp)  # slot -1: unknown
             kept = [i for i in range(len(c.values)) if i != d]
             out[kept] = np.arange(len(self._sources), len(self._sources) + len(kept))
@@ -260,7 +265,7 @@ class Ordinal(_Encoder):
             unknown_value = None
         elif unknown == "nan":
             unknown_value = float("nan")
-        elif type(unknown) in (int, float) and np.isfinite(unknown):
+        elif isinstance(unknown, (int, float)) and is_number(unknown):
             unknown_value = float(unknown)
         else:
             raise PredictorError('ordinal unknown must be "error", "nan" or a finite number')

@@ -102,24 +102,37 @@ class Op(ABC):
 class Impute(Op):
     """SimpleImputer: missing cells take their column's fill; columns whose fill is ``None``
     (a NaN statistic: never seen during fit) are dropped; ``indicator`` columns (MissingIndicator)
-    are appended as 0/1 flags."""
+    are appended as 0/1 flags.
+
+    scikit-learn's imputer takes only NaN as missing, so a ``None`` in an object column (pandas
+    before 3) passes through it to the encoder, which learns ``None`` as a category. The columns
+    in ``none_passes`` replay that: ``None`` is left for the encoder's missing category."""
 
     name = "impute"
 
-    def __init__(self, fills: Sequence[Scalar], indicator: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        fills: Sequence[Scalar],
+        indicator: Sequence[int] = (),
+        none_passes: Sequence[int] = (),
+    ) -> None:
         super().__init__(len(fills))
         self.fills = list(fills)
         self.keep = [j for j, f in enumerate(self.fills) if f is not None]
         self.indicator = [int(j) for j in indicator]
+        self.none_passes = sorted({int(j) for j in none_passes})
         self._numeric = all(not isinstance(self.fills[j], str) for j in self.keep)
-        if any(not 0 <= j < self.n_in for j in self.indicator):
-            raise PredictorError(f"impute indicator columns must be within 0..{self.n_in - 1}")
+        if any(not 0 <= j < self.n_in for j in (*self.indicator, *self.none_passes)):
+            raise PredictorError(f"impute columns must be within 0..{self.n_in - 1}")
 
     def sources(self) -> list[int]:
         return [*self.keep, *self.indicator]
 
     def apply(self, X: Array) -> Array:
         mask = is_missing(X)
+        if self.none_passes and X.dtype.kind == "O":
+            cells = X[:, self.none_passes].tolist()
+            mask[:, self.none_passes] &= np.array([[v is not None for v in r] for r in cells], bool)
         numeric = self._numeric and X.dtype.kind == "f"
         out = np.array(X[:, self.keep], dtype=np.float64 if numeric else object)
         for k, j in enumerate(self.keep):
@@ -131,10 +144,12 @@ class Impute(Op):
         return np.hstack((out, flags if numeric else flags.astype(object)))
 
     def flow(self, missing: Sequence[bool]) -> list[bool] | None:
-        return [False] * self.n_out
+        passes = set(self.none_passes)
+        return [j in passes and missing[j] for j in self.keep] + [False] * len(self.indicator)
 
     def dump(self, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"op": self.name, "fills": self.fills, "indicator": self.indicator}, {}
+        params = {"op": self.name, "fills": self.fills, "indicator": self.indicator}
+        return {**params, "none_passes": self.none_passes}, {}
 
     @classmethod
     def load(
@@ -145,7 +160,8 @@ class Impute(Op):
             raise PredictorError(f"impute needs fills as a list of {n_in} values")
         if not all(is_scalar(f) for f in fills):
             raise PredictorError("impute fills must be strings, finite numbers or null")
-        return cls(fills, int_list(indicator, "impute indicator"))
+        indicator = int_list(indicator, "impute indicator")
+        return cls(fills, indicator, int_list(params.get("none_passes", []), "impute none_passes"))
 
 
 class Affine(Op):

@@ -108,8 +108,16 @@ class SklearnPredictor(Predictor):
     def feature_names(self) -> list[str] | None:
         return self._feature_names
 
+    accepts_text: ClassVar[bool] = True  # an estimator fitted on a DataFrame with text columns
+
+    @property
+    def accepts_missing(self) -> bool:
+        """What scikit-learn's tags say of the estimator's first step (a pipeline's imputer, a
+        histogram gradient boosting model); a ColumnTransformer, of each of its transformers."""
+        return _allows_nan(self.estimator)
+
     def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
-        matrix = np.asarray(X, dtype=np.float64)
+        matrix = X if X.dtype == object else np.asarray(X, dtype=np.float64)
         if matrix.ndim != 2 or (
             self._n_features is not None and matrix.shape[1] != self._n_features
         ):
@@ -117,7 +125,9 @@ class SklearnPredictor(Predictor):
                 f"expected a matrix with {self._n_features} feature columns, got shape {X.shape}"
             )
         rows: Any = matrix
-        if self._feature_names is not None:
+        if self._feature_names is not None and matrix.dtype == object:
+            rows = _frame(matrix, self._feature_names)
+        elif self._feature_names is not None:
             rows = _pandas().DataFrame(matrix, columns=self._feature_names, copy=False)
         predicted = self.estimator.predict(rows)
         if self.score == "prediction":
@@ -277,6 +287,35 @@ def _check_importable(types: Sequence[str]) -> None:
             f"the model uses {local}, defined in the script that trained it; a serving process "
             "cannot import those. Move them to a module and import them from there"
         )
+
+
+def _frame(matrix: NDArray[Any], names: Sequence[str]) -> Any:
+    """An object feature matrix as the DataFrame the estimator was fitted on: number columns as
+    float64, text columns as objects with NaN where missing (as pandas reads them)."""
+    columns: dict[str, Any] = {}
+    for name, values in zip(names, matrix.T, strict=True):
+        if all(type(v) is float for v in values):
+            columns[name] = values.astype(np.float64)
+        else:
+            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=object)
+    return _pandas().DataFrame(columns)
+
+
+def _allows_nan(estimator: Any) -> bool:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils import get_tags
+
+    if isinstance(estimator, Pipeline):
+        steps = [s for _, s in estimator.steps if s is not None and s != "passthrough"]
+        return bool(steps) and _allows_nan(steps[0])
+    if isinstance(estimator, ColumnTransformer):
+        parts = [t for _, t, _ in estimator.transformers_ if not isinstance(t, str)]
+        return all(_allows_nan(t) for t in parts)
+    try:
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except (AttributeError, TypeError, ValueError):  # a third-party estimator without tags
+        return False
 
 
 def _pandas() -> ModuleType:

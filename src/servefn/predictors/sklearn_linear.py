@@ -2,7 +2,10 @@
 
 A supported pipeline is any chain of affine scalers (MaxAbsScaler, MinMaxScaler without
 clipping, StandardScaler) ending in a linear classifier (LogisticRegression, SGDClassifier,
-LinearSVC, RidgeClassifier, the SDCA trainer). The scalers are folded into the weights:
+LinearSVC, RidgeClassifier, the SDCA trainer) or a linear regressor whose ``predict`` is exactly
+``X @ coef_.T + intercept_`` in scikit-learn 1.9 (:data:`SUPPORTED_REGRESSORS`; others, such as
+TransformedTargetRegressor or a GLM with a link function, are refused by class name). The
+scalers are folded into the weights:
 ``(X * a + c) @ W + b == X @ (a[:, None] * W) + (c @ W + b)``. Training-time only: this module
 imports scikit-learn. (``servefn.save`` calls it; ``write_model`` then writes the archive.)
 """
@@ -17,8 +20,15 @@ from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
 from servefn.predictors.linear import LinearClassifier, ScoreKind
+from servefn.predictors.linear_regression import LinearRegressor
 
-__all__ = ["SUPPORTED_STEPS", "describe_steps", "linear_from_sklearn"]
+__all__ = [
+    "SUPPORTED_REGRESSORS",
+    "SUPPORTED_STEPS",
+    "describe_steps",
+    "linear_from_sklearn",
+    "linear_regressor_from_sklearn",
+]
 
 SUPPORTED_STEPS = (
     "MaxAbsScaler",
@@ -31,6 +41,21 @@ SUPPORTED_STEPS = (
     "RidgeClassifierCV",
     "SdcaMaximumEntropyClassifier",
 )
+SUPPORTED_REGRESSORS = (
+    "LinearRegression",
+    "Ridge",
+    "RidgeCV",
+    "Lasso",
+    "LassoCV",
+    "ElasticNet",
+    "ElasticNetCV",
+    "SGDRegressor",
+    "BayesianRidge",
+    "ARDRegression",
+    "HuberRegressor",
+    "LinearSVR",
+)
+"""Regressors whose ``predict`` is ``X @ coef_.T + intercept_`` (scikit-learn 1.9)."""
 
 
 def describe_steps(estimator: Any) -> list[str]:
@@ -47,20 +72,67 @@ def linear_from_sklearn(estimator: Any) -> LinearClassifier:
     if not steps:
         raise PredictorError("the pipeline is empty; fit a classifier first")
     *scalers, final = steps
+    W, b, classes, score = _linear(final)
+    W, b = _fold(scalers, W, b, "classifier")
+    return LinearClassifier(W, b, classes, score=score)
+
+
+def linear_regressor_from_sklearn(estimator: Any) -> LinearRegressor:
+    """A :class:`LinearRegressor` that predicts exactly as the fitted ``estimator`` (a
+    regressor, or a Pipeline of affine scalers then a regressor) does.
+
+    Raises :class:`~servefn.errors.PredictorError` naming the first unsupported step.
+    """
+    steps = _steps(estimator)
+    if not steps:
+        raise PredictorError("the pipeline is empty; fit a regressor first")
+    *scalers, final = steps
+    W, b = linear_regressor_weights(final)
+    W, b = _fold(scalers, W, b, "regressor")
+    return LinearRegressor(W, b)
+
+
+def _fold(
+    scalers: list[Any], W: NDArray[np.float64], b: NDArray[np.float64], what: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(W, b)`` with the affine ``scalers`` (applied before the model) folded in."""
     a: NDArray[np.float64] | None = None
     c: NDArray[np.float64] | None = None
     for step in scalers:
         step_a, step_c = _affine(step)
         a, c = (step_a, step_c) if a is None or c is None else (a * step_a, c * step_a + step_c)
-    W, b, classes, score = _linear(final)
-    if a is not None and c is not None:
-        if a.shape[0] != W.shape[0]:
-            raise PredictorError(
-                f"the scalers see {a.shape[0]} features but the classifier {W.shape[0]}"
-            )
-        b = c @ W + b
-        W = a[:, None] * W
-    return LinearClassifier(W, b, classes, score=score)
+    if a is None or c is None:
+        return W, b
+    if a.shape[0] != W.shape[0]:
+        raise PredictorError(f"the scalers see {a.shape[0]} features but the {what} {W.shape[0]}")
+    return a[:, None] * W, c @ W + b
+
+
+def linear_regressor_weights(step: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(W, b)`` of a fitted supported regressor, W as (n_features, n_targets)."""
+    name = type(step).__name__
+    if name not in SUPPORTED_REGRESSORS or not _from_sklearn(step):
+        raise PredictorError(
+            f"{name} cannot be exported to a numpy-only linear regressor; supported: "
+            f"{', '.join(SUPPORTED_REGRESSORS)} (after MaxAbsScaler, MinMaxScaler, "
+            "StandardScaler). Other estimators need the scikit-learn predictor."
+        )
+    _check_fitted(step)
+    coef = np.asarray(step.coef_, dtype=np.float64)
+    W = np.ascontiguousarray(coef.reshape(1, -1).T if coef.ndim == 1 else coef.T)
+    intercept = np.asarray(step.intercept_, dtype=np.float64).reshape(-1)
+    b = np.broadcast_to(intercept, (W.shape[1],)).copy()
+    return W, b
+
+
+def _from_sklearn(step: Any) -> bool:
+    """Whether ``step`` is one of scikit-learn's own classes (not a subclass elsewhere)."""
+    from sklearn import linear_model, svm
+
+    cls = type(step)
+    return cls is getattr(linear_model, cls.__name__, None) or cls is getattr(
+        svm, cls.__name__, None
+    )
 
 
 def _steps(estimator: Any) -> list[Any]:

@@ -19,9 +19,10 @@ from servefn.batch.readers import Chunk, read_chunks
 from servefn.batch.report import BadRow, PartitionReport
 from servefn.batch.storage import Location, open_text, remove
 from servefn.batch.writers import Writer, writer_for
-from servefn.errors import DataFormatError, ServefnError
+from servefn.errors import DataFormatError, FeatureValueError, ServefnError
 from servefn.loaders.base import describe_error
 from servefn.model._archive import LoadedModel, load_model
+from servefn.model._inputs import refused_missing
 from servefn.schema import layout_of
 
 __all__ = ["check_options", "output_names", "score_partition", "score_stream"]
@@ -87,11 +88,14 @@ def score_stream(
         sep=sep,
         dtype=model.predictor.dtype,
     )
+    fail = options.on_error == "fail"
     try:
-        for chunk in chunks:
-            report.add_bad(chunk.bad)
+        for read in chunks:
+            report.add_bad(read.bad)
+            chunk = _refuse_missing(model, read, report, fail)
             if chunk.lines:
-                outputs = _predict(model, chunk, report.source)
+                chunk, outputs = _predict_known(model, chunk, report, fail)
+            if chunk.lines:
                 missing = [name for name in predicted if name not in outputs]
                 if missing:
                     raise BatchError(
@@ -101,7 +105,7 @@ def score_stream(
                 writer.write([*chunk.kept.items(), *((n, outputs[n]) for n in predicted)])
                 report.rows += len(chunk.lines)
             if on_rows is not None:
-                on_rows(chunk.size)
+                on_rows(read.size)
     except UnicodeDecodeError as exc:
         raise BatchError(
             f"{report.source} is not valid {options.encoding} text (byte {exc.start} of a "
@@ -139,6 +143,63 @@ def score_partition(
         if opened:
             remove(target, options)
     return report
+
+
+def _refuse_missing(model: LoadedModel, chunk: Chunk, report: PartitionReport, fail: bool) -> Chunk:
+    """The chunk without rows holding a missing value the model cannot impute (bad rows)."""
+    if not chunk.lines:
+        return chunk
+    refused = refused_missing(chunk.matrix, model.predictor)
+    if not refused.any():
+        return chunk
+    names = layout_of(model.input_schema).feature_names
+    bad = [
+        BadRow(
+            report.source,
+            chunk.lines[row],
+            f"{names[int(np.flatnonzero(refused[row])[0])]}: the value is missing and the model "
+            "cannot impute it",
+        )
+        for row in np.flatnonzero(refused.any(axis=1))
+    ]
+    return _without(chunk, refused.any(axis=1), bad, report, fail)
+
+
+def _predict_known(
+    model: LoadedModel, chunk: Chunk, report: PartitionReport, fail: bool
+) -> tuple[Chunk, Any]:
+    """:func:`_predict`, leaving out as bad rows those holding a value the model refuses (a
+    category its encoder does not know): the rows scored and their outputs."""
+    names = layout_of(model.input_schema).feature_names
+    while chunk.lines:
+        try:
+            return chunk, _predict(model, chunk, report.source)
+        except BatchError as exc:
+            refused = exc.__cause__
+            if not isinstance(refused, FeatureValueError) or not refused.rows:
+                raise
+            mask = np.zeros(len(chunk.lines), dtype=bool)
+            mask[[r for r in refused.rows if r < len(mask)]] = True
+            name = names[refused.feature] if refused.feature < len(names) else "a feature"
+            reason = f"{name}: the model does not know the value ({refused.reason})"
+            bad = [BadRow(report.source, chunk.lines[r], reason) for r in np.flatnonzero(mask)]
+            chunk = _without(chunk, mask, bad, report, fail)
+    return chunk, {}
+
+
+def _without(
+    chunk: Chunk, drop: Any, bad: list[BadRow], report: PartitionReport, fail: bool
+) -> Chunk:
+    """``chunk`` less the rows flagged in ``drop``, which are reported as ``bad``."""
+    if fail:
+        raise bad[0].to_error()
+    report.add_bad(bad)
+    keep = np.flatnonzero(~drop)
+    kept = {
+        k: v[keep] if isinstance(v, np.ndarray) else [v[i] for i in keep]
+        for k, v in chunk.kept.items()
+    }
+    return Chunk(lines=[chunk.lines[i] for i in keep], matrix=chunk.matrix[keep], kept=kept, bad=[])
 
 
 def _predict(model: LoadedModel, chunk: Chunk, source: str) -> Any:

@@ -14,6 +14,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,16 +43,27 @@ def wait_until_up(url: str, host: subprocess.Popen[str], timeout: float = 30.0) 
     raise SystemExit(f"servefn serve did not answer at {url} within {timeout:.0f} s")
 
 
-def main() -> None:
-    if not (HERE / "model.zip").exists():
-        subprocess.run([sys.executable, str(HERE / "train.py")], check=True)
+@contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """Train ``folder``'s model if its model.zip is missing, run ``servefn serve folder`` on a
+    free port until the block ends, and give the API's base URL."""
+    if not (folder / "model.zip").exists():
+        subprocess.run([sys.executable, str(folder / "train.py")], check=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MODEL_URI"}  # the local model.zip
-    command = [sys.executable, "-m", "servefn", "serve", str(HERE), "--port", str(port)]
+    command = [sys.executable, "-m", "servefn", "serve", str(folder), "--port", str(port)]
     host = subprocess.Popen(command, env=env, text=True)
     try:
         base = f"http://127.0.0.1:{port}/api"
         wait_until_up(f"{base}/health", host)
+        yield base
+    finally:
+        host.terminate()
+        host.wait(timeout=10)
+
+
+def main() -> None:
+    with served(HERE) as base:
         request = urllib.request.Request(
             f"{base}/Predict",
             data=json.dumps(FLOWER).encode(),
@@ -62,9 +75,6 @@ def main() -> None:
             version = response.headers["X-Model-Version"]
         print(f"POST {base}/Predict {json.dumps(FLOWER)}")
         print(f"Predicted flower type is: {answer}  (model {version})")
-    finally:
-        host.terminate()
-        host.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ the allowed values).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -18,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "iris"))
-from demo import free_port, wait_until_up  # noqa: E402  (the iris demo's helpers)
+from demo import served  # noqa: E402  (the iris demo's host runner)
 
 PENGUIN = {"island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0, "sex": "male"}
 
@@ -32,15 +30,7 @@ def ask(request: urllib.request.Request) -> tuple[int, dict[str, object]]:
 
 
 def main() -> None:
-    if not (HERE / "model.zip").exists():
-        subprocess.run([sys.executable, str(HERE / "train.py")], check=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MODEL_URI"}  # the local model.zip
-    command = [sys.executable, "-m", "servefn", "serve", str(HERE), "--port", str(port)]
-    host = subprocess.Popen(command, env=env, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}/api"
-        wait_until_up(f"{base}/health", host)
+    with served(HERE) as base:
         body = json.dumps(PENGUIN).encode()
         post = urllib.request.Request(
             f"{base}/Species", data=body, headers={"Content-Type": "application/json"}
@@ -56,9 +46,6 @@ def main() -> None:
         )
         status, answer = ask(bad)
         print(f"POST {base}/Species (island 'Anvers')\n  -> {status} {answer.get('errors')}")
-    finally:
-        host.terminate()
-        host.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -52,15 +52,24 @@ class IrisPrediction(Schema):
 
 
 def import_file(path: Path, name: str) -> ModuleType:
-    """Import the module at ``path`` under ``name``, with its folder on sys.path meanwhile."""
+    """Import the module at ``path`` under ``name``, with its folder on sys.path meanwhile.
+
+    The examples' sibling modules share names (each has a ``schema.py``): those already imported
+    from another folder are set aside meanwhile, so ``path`` imports its own siblings, and put
+    back afterwards."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    siblings = {p.stem for p in path.parent.glob("*.py")}
+    set_aside = {s: sys.modules.pop(s) for s in siblings if s in sys.modules}
     sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(path.parent))
+        for sibling in siblings:
+            sys.modules.pop(sibling, None)
+        sys.modules.update(set_aside)
     return module
 
 

@@ -90,6 +90,9 @@ class BodyParser:
         self.max_batch = max_batch
         self._csv_matrix = csv_matrix
         self._layout = layout_of(input_schema)
+        self._nullable_floats = frozenset(
+            c.name for c in self._layout.columns if c.nullable and c.kind == "float"
+        )
         self._one = TypeAdapter(input_schema)
         batch: Any = Annotated[list[input_schema], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
         self._many: TypeAdapter[list[Schema]] = TypeAdapter(batch)
@@ -266,7 +269,7 @@ class BodyParser:
         rows_as_dicts = [
             dict(zip(columns, values, strict=True)) for values in zip(*table.values(), strict=True)
         ]
-        return Parsed("many", self._validate_many(_plain(rows_as_dicts), ()))
+        return Parsed("many", self._validate_many(_plain(rows_as_dicts, self._nullable_floats), ()))
 
 
 def _parse_strictly(body: bytes) -> Any:
@@ -318,9 +321,19 @@ def _keys_are_fields(schema: type[Schema]) -> bool:
     )
 
 
-def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """numpy scalars from a parsed CSV table -> Python values pydantic validates strictly."""
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows]
+def _plain(rows: list[dict[str, Any]], nullable_floats: frozenset[str]) -> list[dict[str, Any]]:
+    """numpy scalars from a parsed CSV table -> Python values pydantic validates strictly; an
+    empty field of an optional float column (NaN in the table) is None, as it is in JSON."""
+    return [{k: _python_value(k, v, nullable_floats) for k, v in r.items()} for r in rows]
+
+
+def _python_value(name: str, value: Any, nullable_floats: frozenset[str]) -> Any:
+    if not isinstance(value, np.generic):
+        return value
+    plain = value.item()
+    if name in nullable_floats and plain != plain:  # NaN: the field was empty
+        return None
+    return plain
 
 
 def _json_type(value: Any) -> str:

@@ -116,6 +116,13 @@ class SklearnPredictor(Predictor):
         histogram gradient boosting model); a ColumnTransformer, of each of its transformers."""
         return _allows_nan(self.estimator)
 
+    def vocabularies(self) -> dict[int, list[str]]:
+        """Input column -> the text values its encoders know, where they refuse any other
+        (``save`` writes them into the input schema; see :mod:`.sklearn_vocabulary`)."""
+        from servefn.predictors.sklearn_vocabulary import closed_vocabularies
+
+        return closed_vocabularies(self.estimator)
+
     def predict(self, X: NDArray[np.floating[Any]]) -> Outputs:
         matrix = X if X.dtype == object else np.asarray(X, dtype=np.float64)
         if matrix.ndim != 2 or (

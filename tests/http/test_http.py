@@ -23,7 +23,7 @@ from servefn.predictors.base import Outputs
 from servefn.predictors.linear import LinearClassifier
 from support.iris import CLASSES, FLOWER, SETOSA, IrisData, IrisPrediction
 from support.problems import check_problem
-from support.standins import StatelessPredictor
+from support.standins import FixedModel, StatelessPredictor
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -612,7 +612,7 @@ def test_constructing_an_endpoint_leaves_the_garbage_collector_alone(
         monkeypatch.setattr(gc, name, lambda *args, _name=name: touched.append(_name))
     before = (gc.isenabled(), gc.get_threshold())
     frozen = gc.get_freeze_count()
-    endpoint = Endpoint(IrisData, IrisPrediction, _FixedModel(load_model(model_path)))
+    endpoint = Endpoint(IrisData, IrisPrediction, FixedModel(load_model(model_path)))
     request = Request("POST", json.dumps(FLOWER).encode(), {"content-type": "application/json"})
     assert endpoint.handle(request).status == 200
     assert touched == []
@@ -649,17 +649,6 @@ def test_serve_http_freezes_startup_objects_once_before_its_model_loads(
         loader = Recording(model_path.read_bytes())
         serve_http(IrisData, IrisPrediction, model=ModelSource(loader), warm=True)(predict)
     assert calls == ["freeze", "load", "load"]  # no collect: it costs cold start
-
-
-class _FixedModel:
-    def __init__(self, model: LoadedModel) -> None:
-        self.model = model
-
-    def get(self) -> LoadedModel:
-        return self.model
-
-    def info(self) -> dict[str, Any]:
-        return {"state": "ready", "version": self.model.version}
 
 
 class Mixed(Schema):

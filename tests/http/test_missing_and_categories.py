@@ -26,6 +26,7 @@ from servefn.azure import serve_http
 from servefn.http import Endpoint, Request
 from servefn.http._openapi import openapi_document
 from support.problems import CANARY, check_problem
+from support.standins import FixedModel
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
@@ -95,17 +96,6 @@ def transformed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class Fixed:
-    def __init__(self, model: LoadedModel) -> None:
-        self.model = model
-
-    def get(self) -> LoadedModel:
-        return self.model
-
-    def info(self) -> dict[str, Any]:
-        return {"state": "ready", "version": self.model.version}
-
-
 Caller = Callable[[str, bytes, dict[str, str], dict[str, str]], tuple[int, str, bytes]]
 
 
@@ -127,7 +117,7 @@ def through_serve_http(path: Path, schema: type[Schema]) -> Caller:
 
 
 def through_endpoint(path: Path, schema: type[Schema]) -> Caller:
-    endpoint = Endpoint(schema, Answer, Fixed(load_model(path)))
+    endpoint = Endpoint(schema, Answer, FixedModel(load_model(path)))
 
     def call(
         method: str, body: bytes, headers: dict[str, str], params: dict[str, str]
@@ -253,7 +243,7 @@ def test_values_beyond_float32_stay_out_of_range(transformed: Path) -> None:
 def test_openapi_document_shows_enum_and_nullable(transformed: Path) -> None:
     """The model's manifest schema (categories learned by the encoder) in the OpenAPI document."""
     model = load_model(transformed)
-    endpoint = Endpoint(model.input_schema, model.output_schema, Fixed(model))
+    endpoint = Endpoint(model.input_schema, model.output_schema, FixedModel(model))
     document = json.loads(openapi_document([(endpoint, "Predict", ["GET", "POST"])]))
     schemas = document["components"]["schemas"]
     inputs = [s for s in schemas.values() if "c" in s.get("properties", {})]

@@ -1,5 +1,5 @@
-"""Stand-ins shared by the tests: an injectable clock, a trivial artifact parser, and a base
-for test predictors that have nothing to save."""
+"""Stand-ins shared by the tests: an injectable clock, a trivial artifact parser, a model
+provider that always has its model, and a base for test predictors that have nothing to save."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from servefn.model import LoadedModel
 from servefn.predictors import Predictor
 from servefn.predictors.base import Payload
 
@@ -22,6 +23,19 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class FixedModel:
+    """An endpoint's model provider that always has ``model``, ready."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def get(self) -> LoadedModel:
+        return self.model
+
+    def info(self) -> dict[str, Any]:
+        return {"state": "ready", "version": self.model.version}
 
 
 def parse_text(data: bytes) -> str:

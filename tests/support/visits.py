@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 
 from servefn import Schema, column
-from servefn.model import LoadedModel, load_model, write_model
+from servefn.model import load_model, write_model
 from servefn.predictors.linear import LinearClassifier
+from support.standins import FixedModel
 
 
 class Visit(Schema):
@@ -36,11 +36,8 @@ def model_zip() -> bytes:
 MODEL = load_model(model_zip())
 
 
-class Fixed:
+class Fixed(FixedModel):
     """The model, always ready (the endpoint's model provider)."""
 
-    def get(self) -> LoadedModel:
-        return MODEL
-
-    def info(self) -> dict[str, Any]:
-        return {"state": "ready", "version": MODEL.version}
+    def __init__(self) -> None:
+        super().__init__(MODEL)

@@ -43,10 +43,12 @@ browser:
 		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 # Train each example's model if its model.zip is missing, serve it with `servefn serve`, ask over
-# HTTP: the iris walkthrough, then the penguins (categorical and missing values).
+# HTTP: the iris walkthrough, the penguins (categorical and missing values), then the diabetes
+# study's gradient-boosted trees.
 demo: $(VENV)/.stamp-demo
 	$(BIN)/python $(IRIS)/demo.py
 	$(BIN)/python examples/penguins/demo.py
+	$(BIN)/python examples/diabetes/demo.py
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks examples

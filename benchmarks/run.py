@@ -27,10 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import Row, format_table, markdown_table
 
-MODULES = ("handler", "batch", "coldstart", "http", "refresh", "batch_memory", "training")
+MODULES = (
+    "handler", "batch", "coldstart", "http", "refresh", "batch_memory", "training", "trees",
+)  # fmt: skip
 LIBRARIES = (
     "servefn", "numpy", "pydantic", "pydantic-core", "azure-functions", "uvicorn", "h11",
-    "scikit-learn", "fastapi", "orjson", "numba",
+    "scikit-learn", "fastapi", "orjson", "numba", "lightgbm", "onnxruntime", "skl2onnx",
+    "onnxmltools",
 )  # fmt: skip
 
 

@@ -43,6 +43,16 @@ def wait_until_up(url: str, host: subprocess.Popen[str], timeout: float = 30.0) 
     raise SystemExit(f"servefn serve did not answer at {url} within {timeout:.0f} s")
 
 
+def ask(request: urllib.request.Request) -> tuple[int, dict[str, object]]:
+    """Send ``request``; its status and JSON body, an error status included (the other
+    examples' demos use it)."""
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 @contextmanager
 def served(folder: Path) -> Iterator[str]:
     """Train ``folder``'s model if its model.zip is missing, run ``servefn serve folder`` on a

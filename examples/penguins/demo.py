@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "iris"))
-from demo import served  # noqa: E402  (the iris demo's host runner)
+from demo import ask, served  # noqa: E402  (the iris demo's host runner)
 
 PENGUIN = {"island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0, "sex": "male"}
-
-
-def ask(request: urllib.request.Request) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def main() -> None:

@@ -101,7 +101,7 @@ def saved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     X, y = _data()
     estimator = make().fit(X, y)
     path = tmp_path_factory.mktemp(request.param) / "model.zip"
-    servefn.save(estimator, path, input=Features, output=Prediction)
+    servefn.save(estimator, path, input=Features, output=Prediction, kind="sklearn")
     return Saved(path, estimator, types)
 
 
@@ -287,7 +287,7 @@ def test_check_flags_requirements_without_the_sklearn_extra(
     X, y = _data()
     path = tmp_path / "model.zip"
     forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
-    servefn.save(forest, path, input=Features, output=Prediction)
+    servefn.save(forest, path, input=Features, output=Prediction, kind="sklearn")
     result = check(_app(tmp_path / "app", path, requirements, None), "--trusted", TREE)
     failures = [line for line in result.stdout.splitlines() if line.startswith("fail: ")]
     if flagged:

@@ -463,6 +463,7 @@ def test_sklearn_models_need_their_types_trusted_by_the_endpoint(tmp_path: Path)
         path,
         input=IrisData,
         output=IrisPrediction,
+        kind="sklearn",  # skops, whose tree type must be trusted
     )
 
     refused = make_handler(path)

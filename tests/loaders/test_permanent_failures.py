@@ -89,6 +89,7 @@ def untrusted_tree() -> bytes:
         buffer,
         input=IrisData,
         output=IrisPrediction,
+        kind="sklearn",  # skops, whose tree type must be trusted
     )
     return buffer.getvalue()
 

@@ -13,11 +13,8 @@ call.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,7 @@ from servefn.predictors.base import Outputs
 from servefn.predictors.linear import LinearClassifier
 from servefn.schema import layout_of
 from support.iris import CLASSES, IrisData, IrisPrediction
-from support.reliability import REFRESH, Clock, model_bytes, petal_model
+from support.reliability import REFRESH, Clock, model_bytes, petal_model, rewrite
 from support.standins import StatelessPredictor
 
 GOOD = model_bytes()
@@ -46,31 +43,6 @@ GOOD_VERSION = load_model(GOOD).version
 
 
 # -- archives that verify: edited, with every payload hash made right again ----------------------
-
-
-def rewrite(
-    data: bytes,
-    *,
-    manifest: Callable[[dict[str, Any]], None] = lambda m: None,
-    files: Mapping[str, bytes] | None = None,
-) -> bytes:
-    """``data`` with its manifest edited in place and payload files replaced; hashes are redone,
-    so the archive verifies as if servefn had written it."""
-    with zipfile.ZipFile(io.BytesIO(data)) as opened:
-        members = {name: opened.read(name) for name in opened.namelist()}
-    document = json.loads(members.pop("servefn.json"))
-    members.update(files or {})
-    manifest(document)
-    document["files"] = {
-        name: {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
-        for name, body in members.items()
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
-        zipped.writestr("servefn.json", json.dumps(document))
-        for name, body in members.items():
-            zipped.writestr(name, body)
-    return buffer.getvalue()
 
 
 def with_weights(weights: NDArray[Any], bias: NDArray[Any] | None = None) -> bytes:

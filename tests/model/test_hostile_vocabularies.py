@@ -278,11 +278,11 @@ def test_text_feature_for_a_numbers_only_model_is_refused(tmp_path: Path) -> Non
     assert "'c'" in str(caught.value)
 
 
-def test_form_numpy_refuses_a_random_forest(tmp_path: Path) -> None:
-    from sklearn.ensemble import RandomForestClassifier
+def test_form_numpy_refuses_a_model_without_a_numpy_form(tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
 
     x, y = data()
-    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(x[["a", "b"]].to_numpy(), y)
-    with pytest.raises(PredictorError, match="RandomForestClassifier"):
+    model = KNeighborsClassifier(n_neighbors=3).fit(x[["a", "b"]].to_numpy(), y)
+    with pytest.raises(PredictorError, match="KNeighborsClassifier"):
         save_to(tmp_path, model, Numbers, form="numpy")
     assert not (tmp_path / "model.zip").exists()

@@ -159,7 +159,7 @@ def test_regressor_serves_its_prediction_as_score(tmp_path: Path) -> None:
     X = X.astype(np.float32).astype(np.float64)
     forest = RandomForestRegressor(n_estimators=15, random_state=0).fit(X, y)
     path = tmp_path / "model.zip"
-    servefn.save(forest, path, input=Features, output=Value, evaluate_on=(X, y))
+    servefn.save(forest, path, input=Features, output=Value, evaluate_on=(X, y), kind="sklearn")
 
     model = servefn.load_model(path, trusted=[TREE])
     assert model.predictor.outputs == ("Score",)
@@ -172,27 +172,31 @@ def test_regressor_serves_its_prediction_as_score(tmp_path: Path) -> None:
         np.sqrt(np.mean((forest.predict(X) - y) ** 2)), rel=1e-12
     )
     with pytest.raises(ArtifactError, match=r"asks for \['PredictedLabel'\].*produces \['Score'\]"):
-        servefn.save(forest, tmp_path / "bad.zip", input=Features, output=Prediction)
+        servefn.save(
+            forest, tmp_path / "bad.zip", input=Features, output=Prediction, kind="sklearn"
+        )
 
 
 def test_save_picks_the_linear_form_when_it_can_and_skops_otherwise(tmp_path: Path) -> None:
     X, y = _data(3)
     linear = make_pipeline(MaxAbsScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
-    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    neighbours = KNeighborsClassifier(n_neighbors=3).fit(X, y)
     servefn.save(linear, tmp_path / "linear.zip", input=Features, output=Prediction)
-    servefn.save(tree, tmp_path / "tree.zip", input=Features, output=Prediction, evaluate_on=(X, y))
+    servefn.save(
+        neighbours, tmp_path / "knn.zip", input=Features, output=Prediction, evaluate_on=(X, y)
+    )
 
     linear_manifest = servefn.read_manifest(tmp_path / "linear.zip")
     assert linear_manifest["kind"] == "linear-classifier"
     assert linear_manifest["training"]["form"] == "numpy"
     assert "reason" not in linear_manifest["training"]
-    tree_manifest = servefn.read_manifest(tmp_path / "tree.zip")
-    assert tree_manifest["kind"] == "sklearn"
-    assert set(tree_manifest["files"]) == {"model.skops"}
-    assert tree_manifest["predictor"]["format"] == "skops"
-    assert tree_manifest["training"]["form"] == "sklearn"
-    assert tree_manifest["training"]["reason"].startswith("DecisionTreeClassifier cannot be")
-    assert tree_manifest["training"]["metrics"]["micro_accuracy"] == tree.score(X, y)
+    knn_manifest = servefn.read_manifest(tmp_path / "knn.zip")
+    assert knn_manifest["kind"] == "sklearn"
+    assert set(knn_manifest["files"]) == {"model.skops"}
+    assert knn_manifest["predictor"]["format"] == "skops"
+    assert knn_manifest["training"]["form"] == "sklearn"
+    assert knn_manifest["training"]["reason"].startswith("KNeighborsClassifier cannot be")
+    assert knn_manifest["training"]["metrics"]["micro_accuracy"] == neighbours.score(X, y)
 
     with pytest.raises(PredictorError, match="DecisionTreeClassifier is not fitted"):
         servefn.save(DecisionTreeClassifier(), tmp_path / "m.zip", input=Features, output=Value)
@@ -202,12 +206,12 @@ def test_save_without_skops_names_the_extra_for_a_model_with_no_numpy_form(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     X, y = _data(3)
-    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    neighbours = KNeighborsClassifier(n_neighbors=3).fit(X, y)
     monkeypatch.delitem(sys.modules, "servefn.predictors.sklearn", raising=False)
     monkeypatch.setitem(sys.modules, "skops", None)
     with pytest.raises(PredictorError, match=r"needs skops: pip install 'servefn\[sklearn\]'"):
-        servefn.save(tree, tmp_path / "tree.zip", input=Features, output=Prediction)
-    assert not (tmp_path / "tree.zip").exists()
+        servefn.save(neighbours, tmp_path / "knn.zip", input=Features, output=Prediction)
+    assert not (tmp_path / "knn.zip").exists()
 
 
 def test_untrusted_types_are_refused_by_name_and_admitted_when_named(tmp_path: Path) -> None:
@@ -245,7 +249,8 @@ def test_a_model_that_could_not_load_where_it_serves_is_refused_at_save(
 def test_a_tree_needs_its_node_storage_named_and_says_why(tmp_path: Path) -> None:
     X, y = _data(2)
     path = tmp_path / "tree.zip"
-    servefn.save(DecisionTreeClassifier().fit(X, y), path, input=Features, output=Prediction)
+    tree = DecisionTreeClassifier().fit(X, y)
+    servefn.save(tree, path, input=Features, output=Prediction, kind="sklearn")
     with pytest.raises(ArtifactError, match=r"by default: \['sklearn\.tree\._tree\.Tree'\]") as e:
         servefn.load_model(path)
     assert "out-of-bounds" in str(e.value)  # skops' own reason, passed on

@@ -12,6 +12,7 @@ import pytest
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -82,9 +83,12 @@ def test_unsupported_steps_are_named_with_their_path(step: Any, path: str) -> No
 
 
 def test_unsupported_finals_and_top_level_steps_are_named() -> None:
-    tree = _fit(_num(), DecisionTreeClassifier(max_depth=2))
-    with pytest.raises(PredictorError, match=r"step 'decisiontreeclassifier'.*DecisionTree"):
-        _export(tree)
+    neighbours = _fit(_num(), KNeighborsClassifier(n_neighbors=3))
+    with pytest.raises(PredictorError, match=r"step 'kneighborsclassifier'.*KNeighbors"):
+        _export(neighbours)
+    scaled_tree = _fit(_num(), StandardScaler(), DecisionTreeClassifier(max_depth=2))
+    with pytest.raises(PredictorError, match=r"step 'standardscaler' scales the columns of"):
+        _export(scaled_tree)
     poly = _fit(_num(), PolynomialFeatures(), LogisticRegression())
     with pytest.raises(PredictorError, match=r"^step 'polynomialfeatures' \(PolynomialFeatures\)"):
         _export(poly)

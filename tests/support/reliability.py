@@ -11,9 +11,11 @@ The iris schemas and flowers are in :mod:`support.iris`; what every error answer
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -127,3 +129,28 @@ def blob_app(
         retries=0,
     )
     return BlobApp(ModelSource(loader, refresh_after=REFRESH, clock=clock))
+
+
+def rewrite(
+    data: bytes,
+    *,
+    manifest: Callable[[dict[str, Any]], None] = lambda m: None,
+    files: Mapping[str, bytes] | None = None,
+) -> bytes:
+    """``data`` with its manifest edited in place and payload files replaced; hashes are redone,
+    so the archive verifies as if servefn had written it."""
+    with zipfile.ZipFile(io.BytesIO(data)) as opened:
+        members = {name: opened.read(name) for name in opened.namelist()}
+    document = json.loads(members.pop("servefn.json"))
+    members.update(files or {})
+    manifest(document)
+    document["files"] = {
+        name: {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+        for name, body in members.items()
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("servefn.json", json.dumps(document))
+        for name, body in members.items():
+            zipped.writestr(name, body)
+    return buffer.getvalue()

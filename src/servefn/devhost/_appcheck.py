@@ -2,7 +2,7 @@
 
 Checks, in order: ``host.json`` is valid for the Functions v4 host; ``requirements.txt`` lists
 servefn (with the ``azure`` extra when a model is in Azure Storage, the extra its model's kind
-needs: ``sklearn`` for kind ``"sklearn"``); ``local.settings.json``
+needs: ``sklearn`` for kind ``"sklearn"``, ``onnx`` for kind ``"onnx"``); ``local.settings.json``
 would not be published (``.funcignore``); ``function_app.py`` imports and indexes under the
 Python worker's rules (exactly one FunctionApp, parameters equal to binding names, unique
 names); and for every ``serve_http`` function, the model it reads (from the setting the app
@@ -38,9 +38,10 @@ __all__ = ["Finding", "check_app", "example_record"]
 Level = Literal["ok", "warn", "fail"]
 _KIND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sklearn": ("sklearn", ("scikit-learn", "skops")),
+    "onnx": ("onnx", ("onnxruntime",)),
 }
 """Model kind -> (the servefn extra it needs, the packages that also satisfy it when listed
-themselves). A kind not here (linear-classifier) needs servefn alone."""
+themselves). A kind not here (linear, tree-ensemble) needs servefn alone."""
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
 
 

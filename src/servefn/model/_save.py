@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from os import PathLike, fspath
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,23 @@ import numpy as np
 
 from servefn.errors import PredictorError
 from servefn.model._archive import LoadedModel, read_manifest, write_model
-from servefn.model._export import Form, check_parity, evaluation_matrix, export
+from servefn.model._export import (
+    CONVERTED_TOLERANCE,
+    TOLERANCE,
+    Form,
+    GraphOptions,
+    Kind,
+    check_parity,
+    evaluation_matrix,
+    export,
+)
 from servefn.model._inputs import refuse_missing
 from servefn.model._probe import check_outputs, probe
 from servefn.model._vocabulary import with_vocabularies
 from servefn.predictors import Predictor
+from servefn.predictors.transformed import TransformedPredictor
+from servefn.predictors.trees import TreeEnsemble
+from servefn.predictors.trees_export import threshold_rows
 from servefn.schema import SchemaLayout, layout_of, schema_from_spec
 from servefn.schema._schema import Schema
 
@@ -36,6 +48,10 @@ def save(
     training: Mapping[str, Any] | None = None,
     allow_pickle: bool = False,
     form: Form = "auto",
+    kind: Kind | None = None,
+    graph_inputs: Mapping[str, Sequence[str]] | None = None,
+    graph_outputs: Mapping[str, str] | None = None,
+    classes: Sequence[Any] | None = None,
 ) -> str:
     """Save ``model`` (a servefn predictor or a fitted scikit-learn estimator) to ``path``.
 
@@ -58,6 +74,18 @@ def save(
     probe records built from ``input`` (the end-to-end check a model passes before it serves),
     must fit ``output``: a column of the wrong type or shape is an
     :class:`~servefn.errors.ArtifactError` naming it, what was declared and what was found.
+
+    Tree models (scikit-learn trees, forests, gradient boosting and histogram gradient
+    boosting; XGBoost and LightGBM boosters) become a numpy-only tree ensemble. ``kind`` forces
+    a kind (``"linear"``, ``"tree-ensemble"``, ``"onnx"``, ``"sklearn"``); by default the
+    lightest exact one is chosen. ``model`` may also be an ONNX graph (a ``.onnx`` path, its
+    bytes or an ``onnx.ModelProto``), served by onnxruntime; ``graph_inputs`` (graph input ->
+    the schema features it takes) and ``graph_outputs`` (output column -> graph output) say
+    how it meets the schemas where that cannot be inferred, and ``classes`` labels a graph
+    that outputs probabilities only. ``kind="onnx"`` converts a scikit-learn, XGBoost or
+    LightGBM model (``pip install 'servefn[convert]'``). Every tree ensemble and ONNX model is
+    checked for parity with its source (labels equal, scores within 1e-5) on the evaluation
+    rows, and a tree ensemble also on rows at its split thresholds when none are given.
     """
     record: dict[str, Any] = {}
     evaluated: Mapping[str, Any] | None = None
@@ -65,10 +93,21 @@ def save(
     if isinstance(model, Predictor):
         predictor = model
     else:
-        predictor, chosen = export(model, layout, form=form, allow_pickle=allow_pickle)
-        record = {**_describe_estimator(model), **chosen}
+        wanted = [c.name for c in layout_of(output).columns if c.role != "ignore"]
+        predictor, chosen = export(
+            model,
+            layout,
+            form=form,
+            allow_pickle=allow_pickle,
+            kind=kind,
+            outputs=wanted,
+            graph=GraphOptions(graph_inputs, graph_outputs, classes),
+            sample=None if evaluate_on is None else evaluate_on[0],
+        )
+        record = {**_describe_estimator(model, chosen["form"]), **chosen}
     _check_text(layout, predictor)
     input = with_vocabularies(input, predictor)
+    exported = record.get("form") in ("numpy", "onnx") and not _is_graph(model, record)
     if evaluate_on is not None:
         X, y = evaluate_on
         matrix = evaluation_matrix(X, layout)
@@ -76,12 +115,20 @@ def save(
         evaluated = predictor.predict(matrix)
         record["rows"] = int(matrix.shape[0])
         record["metrics"] = _evaluate(predictor, evaluated, y)
-        if record.get("form") == "numpy":
-            record["parity"] = check_parity(model, X, evaluated, getattr(predictor, "score", None))
+        if exported:
+            record["parity"] = _parity(model, predictor, X, evaluated)
         if data_file is None:
             cells = matrix.tobytes() if matrix.dtype != object else repr(matrix.tolist()).encode()
             digest = hashlib.sha256(cells + repr(list(np.asarray(y))).encode())
             record["data_sha256"] = digest.hexdigest()
+    if exported and isinstance(predictor, TreeEnsemble):  # where a rounding slip shows
+        edges = threshold_rows(predictor)
+        at_edges = _parity(model, predictor, edges, predictor.predict(edges))
+        at_edges["rows_from"] = "split thresholds"
+        if "parity" in record:
+            record["parity"]["split_thresholds"] = at_edges
+        else:
+            record["parity"] = at_edges
     if data_file is not None:
         record["data_file"] = Path(fspath(data_file)).name
         record["data_sha256"] = hashlib.sha256(Path(fspath(data_file)).read_bytes()).hexdigest()
@@ -126,13 +173,44 @@ def _check_text(layout: SchemaLayout, predictor: Predictor) -> None:
         )
 
 
-def _describe_estimator(estimator: Any) -> dict[str, Any]:
-    from servefn.predictors.sklearn_linear import _steps, describe_steps
+def _parity(model: Any, predictor: Predictor, X: Any, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Parity with the source model, within the tolerance of the served kind."""
+    linear = predictor.kind in ("linear-classifier", "linear-regressor") or (
+        isinstance(predictor, TransformedPredictor)
+        and predictor.final.kind in ("linear-classifier", "linear-regressor")
+    )
+    advice = (
+        "save(..., kind='sklearn') keeps it as it is"
+        if type(model).__module__.startswith("sklearn")
+        else "report the model to servefn's issue tracker"
+    )
+    return check_parity(
+        model,
+        X,
+        outputs,
+        getattr(predictor, "score", None),
+        tolerance=TOLERANCE if linear else CONVERTED_TOLERANCE,
+        classes=getattr(predictor, "classes", None),
+        advice=advice,
+    )
 
-    final = _steps(estimator)[-1]
+
+def _is_graph(model: Any, record: Mapping[str, Any]) -> bool:
+    """An ONNX graph given as such: served as it is, with no source model to compare."""
+    return record.get("trainer") == "ONNX graph"
+
+
+def _describe_estimator(estimator: Any, form: str) -> dict[str, Any]:
+    if form == "onnx" and _is_onnx_file(estimator):
+        return {"trainer": "ONNX graph"}
+    final, steps = estimator, [type(estimator).__name__]
+    if _is_sklearn(estimator):
+        from servefn.predictors.sklearn_linear import _steps, describe_steps
+
+        final, steps = _steps(estimator)[-1], describe_steps(estimator)
     record: dict[str, Any] = {
         "trainer": type(final).__name__,
-        "steps": describe_steps(estimator),
+        "steps": steps,
         "params": _json_safe(final.get_params(deep=False)) if hasattr(final, "get_params") else {},
     }
     for attr, key in (
@@ -146,6 +224,16 @@ def _describe_estimator(estimator: Any) -> dict[str, Any]:
         if hasattr(final, attr):
             record[key] = _json_safe(getattr(final, attr))
     return record
+
+
+def _is_sklearn(estimator: Any) -> bool:
+    return type(estimator).__module__.split(".")[0] == "sklearn"
+
+
+def _is_onnx_file(model: Any) -> bool:
+    return isinstance(model, (bytes, bytearray, memoryview, str, PathLike)) or (
+        type(model).__name__ == "ModelProto"
+    )
 
 
 def _evaluate(predictor: Predictor, outputs: Mapping[str, Any], y: Any) -> dict[str, Any]:

@@ -27,6 +27,11 @@ _registry = LazyRegistry(
         "linear-classifier": Entry("servefn.predictors.linear:LinearClassifier"),
         "linear-regressor": Entry("servefn.predictors.linear_regression:LinearRegressor"),
         "transformed": Entry("servefn.predictors.transformed:TransformedPredictor"),
+        "tree-ensemble": Entry("servefn.predictors.trees:TreeEnsemble"),
+        "onnx": Entry(
+            "servefn.predictors.onnx:OnnxPredictor",
+            "this model needs onnxruntime: pip install 'servefn[onnx]'",
+        ),
         "sklearn": Entry(
             "servefn.predictors.sklearn:SklearnPredictor",
             "this model needs scikit-learn and skops: pip install 'servefn[sklearn]'",

@@ -120,16 +120,22 @@ class Transform:
         return self._missing
 
     def _accepts_missing(self, feature: int) -> bool:
+        flags = self.missing_outputs(feature)
+        return flags is not None and not any(flags)
+
+    def missing_outputs(self, feature: int) -> list[bool] | None:
+        """Which output columns a missing value of raw ``feature`` leaves missing (NaN), or
+        None when a step refuses it outright."""
         flags: list[bool] = [j == feature for j in range(self.n_features)]
         for step in self.steps:
             out: list[bool] = []
             for block in step.blocks:
                 block_flags = block.flow(flags)
                 if block_flags is None:
-                    return False
+                    return None
                 out += block_flags
             flags = out
-        return not any(flags)
+        return flags
 
     def vocabularies(self) -> dict[int, list[str]]:
         """Raw text feature -> the values it may take: the categories of the encoders that

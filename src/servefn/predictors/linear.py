@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
+from servefn.predictors._labels import class_labels
 from servefn.predictors._npz import dump_arrays, load_arrays
 from servefn.predictors.base import Outputs, Payload, Predictor
 
@@ -32,7 +33,6 @@ ScoreKind = Literal["softmax", "logistic", "ovr", "decision"]
 _SCORE_KINDS: tuple[str, ...] = ("softmax", "logistic", "ovr", "decision")
 _MAX_WEIGHT_BYTES = 1 << 30
 _SMALL_MODEL = 256  # weights; above this even one row is faster through numpy
-_LABEL_KINDS = "biufU"  # classes are strings or numbers; never objects, bytes or nested lists
 
 
 class LinearClassifier(Predictor):
@@ -71,16 +71,7 @@ class LinearClassifier(Predictor):
             raise PredictorError(f"score {score!r} is not one of {_SCORE_KINDS}")
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise PredictorError("weights and bias must be finite; they hold NaN or infinity")
-        if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, np.ndarray)):
-            raise PredictorError(f"classes must be a list of labels, not {type(classes).__name__}")
-        try:
-            labels = np.asarray(classes)
-            if labels.dtype.kind == "O":  # an object array of strings (scikit-learn's classes_)
-                labels = np.asarray(labels.tolist())
-        except ValueError:  # ragged nesting
-            labels = np.asarray([[]])
-        if labels.ndim != 1 or labels.dtype.kind not in _LABEL_KINDS:
-            raise PredictorError("classes must be a flat list of strings or numbers")
+        labels = class_labels(classes)
         binary = W.shape[1] == 1
         if len(labels) != (2 if binary else W.shape[1]):
             raise PredictorError(f"{len(labels)} classes do not fit {W.shape[1]} weight columns")

@@ -103,10 +103,23 @@ def transformed_from_sklearn(
 
 
 def _final(name: str, final: Any, scalers: list[tuple[str, Any]]) -> Predictor:
-    """The final estimator (with the scalers folded in) as a linear predictor."""
+    """The final estimator as a linear predictor (with the scalers folded in) or, scalers
+    aside, as a tree ensemble."""
     from sklearn.base import is_classifier, is_regressor
     from sklearn.pipeline import Pipeline
 
+    from servefn.predictors.trees_export import is_tree_model, tree_ensemble_from
+
+    if is_tree_model(final):
+        if scalers:
+            raise PredictorError(
+                f"step {scalers[0][0]!r} scales the columns of the tree model {name!r}; trees "
+                "do not need scaling: drop the step, or scale inside the ColumnTransformer"
+            )
+        try:
+            return tree_ensemble_from(final)
+        except PredictorError as exc:
+            raise PredictorError(f"step {name!r} ({type(final).__name__}): {exc}") from None
     chain = Pipeline([*scalers, (name, final)]) if scalers else final
     try:
         if is_classifier(final):
@@ -117,7 +130,7 @@ def _final(name: str, final: Any, scalers: list[tuple[str, Any]]) -> Predictor:
         raise PredictorError(f"step {name!r} ({type(final).__name__}): {exc}") from None
     raise PredictorError(
         f"step {name!r} ({type(final).__name__}) is neither a classifier nor a regressor; the "
-        "pipeline must end in a linear model"
+        "pipeline must end in a linear or tree model"
     )
 
 

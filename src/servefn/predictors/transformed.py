@@ -59,7 +59,11 @@ class TransformedPredictor(Predictor):
 
     @property
     def accepts_missing(self) -> Sequence[bool]:
-        return self.transform.accepts_missing
+        """Per raw feature: the transform absorbs a missing value, or passes it on as NaN to a
+        final predictor that takes NaN (a tree ensemble routes it)."""
+        if self.final.accepts_missing is not True:
+            return self.transform.accepts_missing
+        return [self.transform.missing_outputs(j) is not None for j in range(self.n_features)]
 
     def vocabularies(self) -> dict[int, list[str]]:
         """Raw text feature -> the values its encoders know and refuse others than

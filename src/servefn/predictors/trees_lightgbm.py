@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
+from servefn.predictors._booster import booster_classes, feature_names_of
 from servefn.predictors.trees import (
     MAX_CATEGORY_WORDS,
     MAX_DEPTH,
@@ -33,7 +34,6 @@ from servefn.predictors.trees import (
     Tree,
     TreeEnsemble,
 )
-from servefn.predictors.trees_export import booster_classes, feature_names_of
 
 __all__ = [
     "EXP_OBJECTIVES",

@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
+from servefn.predictors._booster import booster_classes, feature_names_of
 from servefn.predictors.trees import MAX_DEPTH, MAX_NODES, Link, Tree, TreeEnsemble
-from servefn.predictors.trees_export import booster_classes, feature_names_of
 
 __all__ = [
     "EXP_OBJECTIVES",

@@ -186,13 +186,26 @@ def _parity(model: Any, predictor: Predictor, X: Any, outputs: Mapping[str, Any]
     )
     return check_parity(
         model,
-        X,
+        _as_fitted(model, X),
         outputs,
         getattr(predictor, "score", None),
         tolerance=TOLERANCE if linear else CONVERTED_TOLERANCE,
         classes=getattr(predictor, "classes", None),
         advice=advice,
     )
+
+
+def _as_fitted(model: Any, X: Any) -> Any:
+    """Rows the way ``model`` was fitted: a DataFrame with its column names when it was fitted
+    on one (as its ``feature_names_in_`` says) and ``X`` is a bare array."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None or not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != len(names):
+        return X
+    try:
+        import pandas as pd  # type: ignore[import-untyped]
+    except ImportError:
+        return X
+    return pd.DataFrame(X, columns=list(names))
 
 
 def _is_graph(model: Any, record: Mapping[str, Any]) -> bool:

@@ -73,9 +73,12 @@ $(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
 
 # The benchmark suite (benchmarks/run.py; BENCH_ARGS="--quick" for a smoke run). wrk, the HTTP
 # load generator, comes from Debian's packages when missing; without it an asyncio client is used.
+# bench_http pins each server and wrk to separate cores with taskset (util-linux).
 bench: $(VENV)/.stamp-bench
 	command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } \
 		|| echo "wrk is not installed: bench_http uses its slower asyncio client"
+	command -v taskset >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq util-linux; } \
+		|| echo "taskset is not installed: bench_http runs its servers and wrk unpinned"
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:

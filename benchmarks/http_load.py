@@ -1,10 +1,11 @@
 """Bounded HTTP load on a 127.0.0.1 URL from a second process: wrk, or a small asyncio client.
 
-``load(url, body, seconds=..., connections=...)`` POSTs ``body`` as JSON over keep-alive
-connections for ``seconds`` and returns the request rate and the p50/p99 latency. It runs wrk
-(Debian's package) with one thread when it is installed; otherwise this file itself, as a
-separate process, with one asyncio connection loop per connection (slower than wrk, so rates
-are then bounded by the client: the report says which client ran).
+``load(url, body, seconds=..., connections=..., pin=[...])`` POSTs ``body`` as JSON over
+keep-alive connections for ``seconds`` and returns the request rate and the p50/p99 latency
+(``wrk --latency``). It runs wrk (Debian's package) with one thread when it is installed;
+otherwise this file itself, as a separate process, with one asyncio connection loop per
+connection (slower than wrk, so rates are then bounded by the client: the report says which
+client ran). ``pin`` prefixes the client's command, e.g. ``["taskset", "-c", "0"]``.
 
 Run as a script (the fallback client): ``python http_load.py URL BODY SECONDS CONNECTIONS``;
 it prints one JSON line.
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -38,16 +40,18 @@ class LoadResult:
     client: str
 
 
-def load(url: str, body: bytes, *, seconds: float, connections: int) -> LoadResult:
+def load(
+    url: str, body: bytes, *, seconds: float, connections: int, pin: Sequence[str] = ()
+) -> LoadResult:
     """Load ``url`` for ``seconds`` (at most, plus start-up) and return what was measured."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"load tests only target this machine, not {url}")
     if shutil.which("wrk"):
-        return _wrk(url, body, seconds, connections)
-    return _fallback(url, body, seconds, connections)
+        return _wrk(url, body, seconds, connections, list(pin))
+    return _fallback(url, body, seconds, connections, list(pin))
 
 
-def _wrk(url: str, body: bytes, seconds: float, connections: int) -> LoadResult:
+def _wrk(url: str, body: bytes, seconds: float, connections: int, pin: list[str]) -> LoadResult:
     script = (
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
@@ -57,7 +61,7 @@ def _wrk(url: str, body: bytes, seconds: float, connections: int) -> LoadResult:
         lua.write(script)
         lua.flush()
         command = [
-            "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+            *pin, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
             "--timeout", "10s", "-s", lua.name, url,
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
@@ -90,8 +94,10 @@ def _parse_wrk(text: str) -> LoadResult:
     )
 
 
-def _fallback(url: str, body: bytes, seconds: float, connections: int) -> LoadResult:
-    command = [sys.executable, __file__, url, body.decode(), str(seconds), str(connections)]
+def _fallback(
+    url: str, body: bytes, seconds: float, connections: int, pin: list[str]
+) -> LoadResult:
+    command = [*pin, sys.executable, __file__, url, body.decode(), str(seconds), str(connections)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
     if done.returncode != 0:
         raise RuntimeError(f"the load client failed: {done.stderr.strip()[-300:]}")

@@ -17,6 +17,7 @@ import argparse
 import importlib
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -29,11 +30,12 @@ from measure import Row, format_table, markdown_table
 
 MODULES = (
     "handler", "batch", "coldstart", "http", "refresh", "batch_memory", "training", "trees",
+    "repository", "oip", "telemetry",
 )  # fmt: skip
 LIBRARIES = (
-    "servefn", "numpy", "pydantic", "pydantic-core", "azure-functions", "uvicorn", "h11",
-    "scikit-learn", "fastapi", "orjson", "numba", "lightgbm", "onnxruntime", "skl2onnx",
-    "onnxmltools",
+    "servefn", "numpy", "pydantic", "pydantic-core", "azure-functions", "uvicorn", "uvloop",
+    "httptools", "h11", "scikit-learn", "fastapi", "starlette", "litserve", "orjson", "numba",
+    "lightgbm", "onnxruntime", "skl2onnx", "onnxmltools", "opentelemetry-sdk",
 )  # fmt: skip
 
 
@@ -62,8 +64,19 @@ def machine() -> str:
             f"Machine: {cpu}, {os.cpu_count()} cores{memory}; {platform.platform()}",
             f"Python {platform.python_version()}; " + ", ".join(versions),
             f"OpenBLAS environment: {blas or 'none set'}",
+            f"HTTP load: {_tool_version(['wrk', '-v'])}; {_tool_version(['taskset', '-V'])}",
         ]
     )
+
+
+def _tool_version(command: list[str]) -> str:
+    """The first line a tool prints about its version, or that it is missing."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return f"{command[0]} (missing)"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else command[0]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -116,11 +116,24 @@ LAYERS = {
     "servefn.schema": 1,
     "servefn.predictors": 2,
     "servefn.trainers": 2,
+    # the training profile, drift and telemetry hooks: save (model/) writes the profile, model
+    # loads (loaders/) and requests (http/) report to it, so it sits below them and imports
+    # only errors and schema/; OpenTelemetry itself is imported lazily inside it
+    "servefn.telemetry": 2,
     "servefn.model": 3,
+    # ML.NET's model.zip read as it is: model/_archive.py converts one when it loads it, so the
+    # reader sits beside model/ (it uses model/_limits' caps, never the archive code above it)
+    "servefn.mlnet": 3,
     "servefn.loaders": 4,
     "servefn.http": 5,
     "servefn.batch": 5,
     "servefn.azure": 6,
+    # many models behind one app: serve_models adapts requests with azure.py's helpers, so it
+    # sits beside azure.py; devhost/ (servefn serve REPOSITORY) imports it
+    "servefn.repository": 6,
+    # the Open Inference Protocol routes: adapt requests with azure.py's helpers, beside it;
+    # devhost/ (servefn serve MODEL) imports them
+    "servefn.oip": 6,
     "servefn.devhost": 7,
     "servefn.cli": 8,
     "servefn.__main__": 9,

@@ -31,6 +31,7 @@ import pytest
 
 from servefn import column
 from servefn.azure import serve_http
+from servefn.devhost._server import server_stack
 from servefn.model._archive import LoadedModel, load_model, write_model
 from servefn.predictors.linear import LinearClassifier
 from servefn.schema._schema import Schema
@@ -43,6 +44,7 @@ MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
 CSV = {"Content-Type": "text/csv"}
 IN_PROCESS = ("function", "predictor")
+HTTPTOOLS = server_stack()[1] == "httptools"
 EVERYWHERE = ("function", "predictor", "http")
 DEEP = 100_000
 
@@ -272,7 +274,11 @@ CASES = [
     Case("patch", 405, VALID, method="PATCH"),
     Case("options", 405, method="OPTIONS", headers={}),
     Case("head", 405, method="HEAD", headers={}, targets=IN_PROCESS),  # HEAD answers have no body
-    Case("made_up_method", 405, VALID, method="BREW"),
+    # servefn serve's httptools (when installed) refuses a method HTTP does not register: uvicorn
+    # answers 400 before the app sees it (tests/devhost/test_access_log.py); h11 lets it through
+    Case(
+        "made_up_method", 405, VALID, method="BREW", targets=IN_PROCESS if HTTPTOOLS else EVERYWHERE
+    ),
 ]
 
 

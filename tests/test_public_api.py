@@ -32,12 +32,14 @@ PUBLIC = [
     "UsageError",
     "__version__",
     "add_health_routes",
+    "add_inference_routes",
     "column",
     "load_model",
     "loader_for",
     "read_manifest",
     "save",
     "serve_http",
+    "serve_models",
 ]
 
 HEAVY = ("azure.storage.blob", "adlfs", "sklearn", "skops", "scipy", "uvicorn", "numba", "dask")

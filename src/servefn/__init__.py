@@ -6,8 +6,8 @@ imports pydantic, numpy and azure.functions, never a storage SDK, scikit-learn o
 
 Layers, each importing only those below it (``docs/architecture.md`` draws them)::
 
-    cli/ -> devhost/ -> azure.py -> http/ -> loaders/ -> model/ -> predictors/ -> schema/ -> errors
-                        batch/  ----------------^
+    cli/ -> devhost/ -> repository/, oip/ -> azure.py -> http/ -> loaders/ -> model/ -> ...
+                                                         batch/ ----^
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from servefn.loaders import ModelSource, loader_for
     from servefn.model import LoadedModel, Predictions, Records, load_model, read_manifest
     from servefn.model._save import save
+    from servefn.oip import add_inference_routes
     from servefn.predictors import Predictor
+    from servefn.repository import serve_models
     from servefn.schema import Column, Schema, column
 
 # public name -> "module:attribute", imported on first access (PEP 562)
@@ -57,7 +59,9 @@ _EXPORTS: dict[str, str] = {
     "load_model": "servefn.model:load_model",
     "read_manifest": "servefn.model:read_manifest",
     "save": "servefn.model._save:save",
+    "add_inference_routes": "servefn.oip:add_inference_routes",
     "Predictor": "servefn.predictors:Predictor",
+    "serve_models": "servefn.repository:serve_models",
     "Column": "servefn.schema:Column",
     "Schema": "servefn.schema:Schema",
     "column": "servefn.schema:column",
@@ -82,12 +86,14 @@ __all__ = [
     "UsageError",
     "__version__",
     "add_health_routes",
+    "add_inference_routes",
     "column",
     "load_model",
     "loader_for",
     "read_manifest",
     "save",
     "serve_http",
+    "serve_models",
 ]
 
 

@@ -157,23 +157,50 @@ def function_for(endpoint: Endpoint, name: str, *, is_async: bool = False) -> Ca
     return wrapper
 
 
+# The wrappers declare ``context`` (annotated exactly func.Context, as the worker requires) so
+# the worker passes it: its trace context is the parent of the invocation's span. It defaults
+# to None for direct calls, and is read only when the endpoint has telemetry.
+
+
 def _sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
-    def handler(req: func.HttpRequest) -> func.HttpResponse:
-        return to_response(endpoint.handle(to_request(req)))
+    traced = endpoint.observer is not None
+
+    def handler(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:  # type: ignore[assignment]
+        return to_response(endpoint.handle(to_request(req, context if traced else None)))
 
     return handler
 
 
 def _async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
-        return to_response(await endpoint.handle_async(to_request(req)))
+    traced = endpoint.observer is not None
+
+    async def handler(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:  # type: ignore[assignment]
+        request = to_request(req, context if traced else None)
+        return to_response(await endpoint.handle_async(request))
 
     return handler
 
 
-def to_request(req: func.HttpRequest) -> Request:
-    """``func.HttpRequest`` -> :class:`~servefn.http.Request`, without copying headers."""
-    return Request(req.method, req.get_body(), header_dict(req.headers), req.params)
+def to_request(req: func.HttpRequest, context: func.Context | None = None) -> Request:
+    """``func.HttpRequest`` -> :class:`~servefn.http.Request`, without copying headers; with
+    the invocation's ``context``, its W3C trace context (``traceparent``) comes along."""
+    return Request(
+        req.method,
+        req.get_body(),
+        header_dict(req.headers),
+        req.params,
+        None if context is None else _trace_context(context),
+    )
+
+
+def _trace_context(context: Any) -> dict[str, str] | None:
+    """The host's trace context of an invocation (None when it passed none)."""
+    trace = getattr(context, "trace_context", None)
+    parent = getattr(trace, "trace_parent", None)
+    if not isinstance(parent, str) or not parent:
+        return None
+    state = getattr(trace, "trace_state", None)
+    return {"traceparent": parent, "tracestate": state if isinstance(state, str) else ""}
 
 
 def to_response(response: Response) -> func.HttpResponse:
@@ -223,9 +250,12 @@ def add_health_routes(
     """Add ``GET health`` and ``GET openapi.json`` to ``app`` for its serve_http functions.
 
     With no ``functions`` given, every serve_http function already registered on ``app`` is
-    covered. ``route_prefix`` is host.json's ``extensions.http.routePrefix`` (default ``api``);
-    it only affects the paths written into the OpenAPI document.
+    covered. The document also describes the Open Inference Protocol's routes when the app
+    serves them (``servefn.oip.add_inference_routes``, before or after this).
+    ``route_prefix`` is host.json's ``extensions.http.routePrefix`` (default ``api``); it only
+    affects the paths written into the OpenAPI document.
     """
+    from servefn.http._inference_openapi import inference_models
     from servefn.http._openapi import openapi_document
 
     routes = _registered_routes(app)
@@ -252,6 +282,7 @@ def add_health_routes(
             [(e, *paths.get(id(e), (e.name, ("GET", "POST")))) for e in endpoints],
             route_prefix=route_prefix,
             key_required=level != func.AuthLevel.ANONYMOUS,
+            inference=inference_models(f.get_user_function() for f in registered_functions(app)),
         )
         return to_response(Response(200, document))
 

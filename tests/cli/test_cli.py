@@ -155,6 +155,14 @@ def test_serve_options_reach_the_dev_host(monkeypatch: pytest.MonkeyPatch) -> No
     assert (host.max_body_size, host.log_level) == (1024, "debug")
 
 
+def test_serve_access_log_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[DevHost] = []
+    monkeypatch.setattr(DevHost, "run", lambda self, out=None: received.append(self))
+    for flag in ([], ["--access-log"], ["--no-access-log"]):
+        assert main(["serve", "app_dir", *flag]) == EXIT_OK
+    assert [host.access_log for host in received] == [True, True, False]
+
+
 # -- main maps every error to one line and an exit code -------------------------------------------
 
 FAILURE = ServefnError("the model\n  cannot be used")  # a message never spans lines on stderr

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -422,6 +423,8 @@ def test_servefn_serve_freezes_startup_objects_once_before_loading_the_app(
     assert calls == []
 
     class Stopped:
+        config = SimpleNamespace(loop="asyncio", http="h11")  # what the start-up line reads
+
         def run(self, sockets: list[socket.socket]) -> None:
             calls.append("served")
 

@@ -68,7 +68,9 @@ def test_health_openapi_and_docs_are_served(served: ServeProcess, trained_model:
         assert health["status"] == "ok" and health["model"]["uri"] == str(trained_model)
         spec = client.get("/openapi.json").json()
         docs = client.get("/docs")
-    assert spec["openapi"] == "3.1.0" and set(spec["paths"]) == {"/api/Predict"}
+    assert spec["openapi"] == "3.1.0" and "/api/Predict" in spec["paths"]
+    assert {p for p in spec["paths"] if not p.startswith("/api/v2")} == {"/api/Predict"}
+    assert "/api/v2/models/{model_name}/infer" in spec["paths"]  # the Open Inference Protocol
     assert set(spec["paths"]["/api/Predict"]) == {"get", "post"} and "security" not in spec
     assert spec["components"]["schemas"]["IrisData"]["required"] == list(FLOWER)
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")

@@ -367,7 +367,12 @@ def test_wrapper_is_indexable_by_the_functions_worker(model_path: Path) -> None:
     user = functions["predict"].get_user_function()
     import inspect
 
-    assert list(inspect.signature(user).parameters) == ["req"]
+    # the trigger, and the invocation context the worker passes to a function declaring it
+    # (its trace context parents the invocation's span); a direct call may leave it out
+    parameters = inspect.signature(user).parameters
+    assert list(parameters) == ["req", "context"]
+    assert parameters["context"].annotation is func.Context
+    assert parameters["context"].default is None
     assert call(user, body=FLOWER, headers=JSON_HEADERS).status_code == 200
     health = functions["health"].get_user_function()(
         func.HttpRequest("GET", "http://x/api/health", body=b"")

@@ -24,6 +24,7 @@ import pytest
 
 from servefn._logtext import bounded, exception_text
 from servefn.devhost import DevHost
+from servefn.devhost._server import server_stack
 from servefn.http import Endpoint, Request
 from servefn.model._archive import LoadedModel
 from support.servehost import ServeProcess
@@ -316,7 +317,8 @@ def raw(port: int, request: bytes) -> bytes:
 
 @pytest.mark.integration
 def test_servefn_serve_writes_bounded_lines(served: ServeProcess) -> None:
-    """Real requests (h11 bounds a request head to 16 KiB: values of 12,000 characters)."""
+    """Real requests (h11 bounds a request head to 16 KiB: values of 12,000 characters; with
+    httptools, uvicorn refuses the 12,000-letter method itself, 400 before servefn sees it)."""
     long = "x" * 12_000
     body = json.dumps({"Length": 1, "Width": 2, "Note": hostile()}).encode()
     requests = [
@@ -336,7 +338,8 @@ def test_servefn_serve_writes_bounded_lines(served: ServeProcess) -> None:
         + body,
     ]
     statuses = [raw(served.port, request).split(b" ", 2)[1] for request in requests]
-    assert statuses == [b"405", b"404", b"500", b"500", b"415", b"500"]
+    method = b"400" if server_stack()[1] == "httptools" else b"405"
+    assert statuses == [method, b"404", b"500", b"500", b"415", b"500"]
     output = served.output()
     assert "cannot use note" in output and "cannot use {" in output  # the failures are logged
     lines = output.splitlines()

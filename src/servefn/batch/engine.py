@@ -28,6 +28,7 @@ from servefn.schema import layout_of
 __all__ = ["check_options", "output_names", "score_partition", "score_stream"]
 
 RowsCallback = Callable[[int], None]
+MatrixCallback = Callable[[LoadedModel, Any], None]
 """Told how many more input rows (good and bad) have been processed."""
 
 _models: dict[str, LoadedModel] = {}
@@ -72,11 +73,13 @@ def score_stream(
     report: PartitionReport,
     options: BatchOptions,
     on_rows: RowsCallback | None = None,
+    on_matrix: MatrixCallback | None = None,
 ) -> None:
     """Score every row of ``stream`` (named ``report.source``) into ``writer``.
 
     Bad rows are added to ``report`` or, with ``on_error="fail"``, raised as
-    :class:`~servefn.errors.DataFormatError`.
+    :class:`~servefn.errors.DataFormatError`. ``on_matrix`` sees each chunk's feature matrix
+    of the rows scored, with the model (``servefn predict --report`` measures their drift).
     """
     predicted = output_names(model, options)[len(options.keep) :]
     sep = options.sep or default_sep(report.source)
@@ -104,6 +107,8 @@ def score_stream(
                     )
                 writer.write([*chunk.kept.items(), *((n, outputs[n]) for n in predicted)])
                 report.rows += len(chunk.lines)
+                if on_matrix is not None:
+                    on_matrix(model, chunk.matrix)
             if on_rows is not None:
                 on_rows(read.size)
     except UnicodeDecodeError as exc:
@@ -119,6 +124,7 @@ def score_partition(
     target: Location,
     options: BatchOptions,
     on_rows: RowsCallback | None = None,
+    on_matrix: MatrixCallback | None = None,
 ) -> PartitionReport:
     """Score one input file into its own output file: one Dask task.
 
@@ -134,7 +140,7 @@ def score_partition(
         with open_text(source, "r", options) as stream, open_text(target, "w", options) as out:
             opened = True
             writer = writer_for(options.output_format, out, names)
-            score_stream(loaded, stream, writer, report, options, on_rows)
+            score_stream(loaded, stream, writer, report, options, on_rows, on_matrix)
             writer.close()
     except (ServefnError, OSError) as exc:
         report.error = str(exc) if isinstance(exc, ServefnError) else describe_error(exc)

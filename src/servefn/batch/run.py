@@ -12,7 +12,13 @@ from datetime import datetime
 from os import PathLike, fspath
 from typing import TextIO
 
-from servefn.batch.engine import check_options, output_names, score_partition, score_stream
+from servefn.batch.engine import (
+    MatrixCallback,
+    check_options,
+    output_names,
+    score_partition,
+    score_stream,
+)
 from servefn.batch.errors import BatchError, BatchUsageError
 from servefn.batch.options import BatchOptions, Format, format_of
 from servefn.batch.report import BatchReport, PartitionReport
@@ -93,6 +99,7 @@ def predict_batch(
     scheduler: str | None = None,
     on_rows: Callable[[int], None] | None = None,
     stdout: TextIO | None = None,
+    on_matrix: MatrixCallback | None = None,
 ) -> BatchReport:
     """Score every row of ``input`` with ``model`` into ``output``.
 
@@ -111,6 +118,9 @@ def predict_batch(
         Needs ``pip install 'servefn[dask]'`` here and on the workers.
     on_rows:
         Called with the number of input rows processed since the last call (for progress).
+    on_matrix:
+        Called with the model and each chunk's feature matrix of the rows scored, in this
+        process (not with a scheduler): ``servefn predict --report`` measures drift with it.
 
     Raises :class:`~servefn.errors.DataFormatError` for a bad row when
     ``options.on_error == "fail"``, :class:`BatchUsageError` when the run cannot start as
@@ -124,6 +134,8 @@ def predict_batch(
     named = [fspath(model)] if isinstance(model, (str, PathLike)) else []
     written = [output] if output is not None and output != STDOUT else []
     check_connection(options.connection or None, *named, input, *written)
+    if on_matrix is not None and scheduler is not None:
+        raise BatchUsageError("a drift report is made in this process; not with a scheduler")
     loaded, archive = _load(model, options)
     plan = plan_batch(input, output, options, cluster=scheduler is not None)
     check_options(loaded, plan.options)
@@ -144,15 +156,21 @@ def predict_batch(
     elif plan.targets:
         reports = []
         for source, target in zip(plan.partitions, plan.targets, strict=True):
-            reports.append(score_partition(loaded, source, target, plan.options, on_rows))
+            reports.append(
+                score_partition(loaded, source, target, plan.options, on_rows, on_matrix)
+            )
             _raise_first_error(reports, plan)
     else:
-        reports = _score_into_one(loaded, plan, on_rows, stdout or sys.stdout)
+        reports = _score_into_one(loaded, plan, on_rows, stdout or sys.stdout, on_matrix)
     return BatchReport(tuple(reports), time.perf_counter() - started)
 
 
 def _score_into_one(
-    model: LoadedModel, plan: Plan, on_rows: Callable[[int], None] | None, stdout: TextIO
+    model: LoadedModel,
+    plan: Plan,
+    on_rows: Callable[[int], None] | None,
+    stdout: TextIO,
+    on_matrix: MatrixCallback | None = None,
 ) -> list[PartitionReport]:
     """Every partition, in order, into one file (one header) or standard output."""
     options = plan.options
@@ -168,7 +186,7 @@ def _score_into_one(
             report = PartitionReport(source.display, target.display)
             reports.append(report)
             with open_text(source, "r", options) as stream:
-                score_stream(model, stream, writer, report, options, on_rows)
+                score_stream(model, stream, writer, report, options, on_rows, on_matrix)
         writer.close()
 
     if plan.output == STDOUT:
@@ -220,5 +238,6 @@ def _archive(loaded: LoadedModel) -> bytes:
         output=loaded.output_schema,
         training=loaded.manifest.get("training"),
         created=datetime.fromisoformat(str(loaded.manifest["created"])),
+        profile=loaded.manifest.get("profile"),
     )
     return buffer.getvalue()

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from servefn._redact import redact
 from servefn._version import __version__
 from servefn.cli._check import add_check
+from servefn.cli._convert import add_convert
 from servefn.cli._model import add_inspect, add_openapi, add_upload
 from servefn.cli._options import (
     EXIT_FAILURE,
@@ -52,6 +53,7 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_upload,
     add_check,
     add_predict,
+    add_convert,
 )
 
 _EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (

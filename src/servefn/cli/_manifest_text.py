@@ -3,7 +3,8 @@
 Sections: the archive (where it is, sha256, size, created, servefn version, predictor kind, the
 types a scikit-learn model needs trusted), the input and output columns as tables, the training
 record (trainer, parameters, auto-tuned values, best iteration, data), the metrics, the
-confusion matrix labelled with the classes, and the payload files. Unknown manifest keys are
+confusion matrix labelled with the classes, the training profile (``_profile_text``), and the
+payload files. Unknown manifest keys are
 shown as they are, so nothing is hidden.
 
 A manifest comes from a file, and its strings could drive a terminal: a newline forges a line,
@@ -82,12 +83,20 @@ def format_manifest(
     training = _mapping(manifest.get("training"))
     if training:
         sections.append(_training(training))
+    if isinstance(training.get("mlnet"), list):  # a model read from ML.NET's model.zip
+        from servefn.cli._mlnet_text import mlnet_section
+
+        sections.append(mlnet_section(training["mlnet"]))
     metrics = _mapping(training.get("metrics"))
     if metrics:
         sections.append(_metrics(metrics, classes))
         matrix = metrics.get("confusion_matrix")
         if _is_matrix(matrix):
             sections.append(_confusion(matrix, classes))
+    if "profile" in manifest:
+        from servefn.cli._profile_text import profile_section
+
+        sections.append(profile_section(manifest["profile"]))
     files = _mapping(manifest.get("files"))
     if files:
         rows = [

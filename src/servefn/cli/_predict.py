@@ -18,6 +18,7 @@ from servefn.errors import DataFormatError
 
 if TYPE_CHECKING:
     from servefn.batch import BatchReport
+    from servefn.telemetry.drift import BatchDrift
 
 __all__ = ["add_predict"]
 
@@ -39,6 +40,7 @@ def _predict(args: argparse.Namespace) -> int:
     from servefn.batch.progress import ProgressLine
     from servefn.loaders.schemes import check_connection
     from servefn.predictors.base import trusted_types
+    from servefn.telemetry.drift import BatchDrift
 
     written = [args.output] if args.output else []
     check_connection(args.connection, args.model, args.input, *written, option="--connection")
@@ -56,6 +58,7 @@ def _predict(args: argparse.Namespace) -> int:
         trusted=trusted_types(args.trusted),
     )
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    drift = BatchDrift() if args.report else None
     try:
         report = predict_batch(
             args.model,
@@ -64,12 +67,30 @@ def _predict(args: argparse.Namespace) -> int:
             options=options,
             scheduler=args.scheduler,
             on_rows=progress,
+            on_matrix=drift,
         )
     finally:
         if progress is not None:
             progress.finish()
     _report_skipped(report)
+    if drift is not None:
+        _report_drift(drift)
     return EXIT_OK
+
+
+def _report_drift(drift: BatchDrift) -> None:
+    """The batch's drift against the training profile, on stderr (predictions may be on
+    stdout)."""
+    from servefn.cli._profile_text import drift_text
+    from servefn.telemetry._settings import drift_settings
+
+    if drift.counts is None:
+        why = drift.why or "no row was scored"
+        print(f"{_PROG}: no drift report: {why}", file=sys.stderr)
+        return
+    threshold = drift_settings().threshold
+    text = drift_text(drift.counts.report(), drift.counts.profile.rows, threshold)
+    print(text, file=sys.stderr)
 
 
 def _report_skipped(report: BatchReport) -> None:
@@ -160,6 +181,13 @@ def add_predict(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing output or part files"
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="after scoring, print on stderr the batch's drift against the model's training "
+        "profile: PSI per feature, out-of-range and missing rates (threshold: the app setting "
+        "SERVEFN_DRIFT_THRESHOLD, 0.2)",
     )
     add_trusted(parser)
     parser.set_defaults(

@@ -13,8 +13,6 @@ from servefn.cli._options import EXIT_OK, LOG_LEVELS, Subparsers, add_trusted, p
 
 __all__ = ["add_serve"]
 
-_LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
-
 
 def _port(text: str) -> int:
     try:
@@ -27,9 +25,10 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from servefn.devhost._accesslog import LOG_FORMAT
     from servefn.devhost._host import DevHost
 
-    logging.basicConfig(level=args.log_level.upper(), format=_LOG_FORMAT)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     DevHost(
         args.app,
         host=args.host,
@@ -38,6 +37,12 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         connection=args.connection,
         trusted=args.trusted,
+        auth=args.auth,
+        memory_budget=args.memory_budget,
+        max_models=args.max_models,
+        access_log=args.access_log,
+        telemetry=args.telemetry,
+        metrics=args.metrics,
     ).run()
     return EXIT_OK
 
@@ -52,21 +57,25 @@ def add_serve(subparsers: Subparsers) -> None:
         description=(
             "Serve every HTTP-triggered function of a function_app.py at "
             "http://HOST:PORT/<routePrefix>/<route>, reading local.settings.json and host.json "
-            "like Azure Functions Core Tools. Keys are not checked locally. Given a model "
-            "(model.zip, az://..., blob://..., any loader URL) instead, serve it with no code: "
-            "/api/Predict, /api/health, /api/openapi.json. Either way, /api/docs is an "
-            "interactive docs page."
+            "like Azure Functions Core Tools. Keys are not checked unless --auth keys. Given a "
+            "model (model.zip, az://..., blob://..., any loader URL) instead, serve it with no "
+            "code: /api/Predict, /api/health, /api/openapi.json, and /api/docs, an interactive "
+            "docs page. Given a repository (a folder of NAME/model.zip without a "
+            "function_app.py, or a URL ending in /, such as blob://models/), serve each of its "
+            "models at /api/models/NAME, loaded on first use, with /api/health."
         ),
     )
     parser.add_argument(
         "app",
         metavar="APP_OR_MODEL",
-        help="a function_app.py or the folder holding one; or a model.zip or model URL",
+        help="a function_app.py or the folder holding one; a model.zip or model URL; or a "
+        "model repository (folder, or URL ending in /)",
     )
     parser.add_argument(
         "--connection",
         metavar="NAME",
-        help="for a model at blob://, az:// or abfs://: the app setting holding the storage "
+        help="for a model or repository at blob://, az:// or abfs://: the app setting holding "
+        "the storage "
         "connection (default AzureWebJobsStorage)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
@@ -77,6 +86,14 @@ def add_serve(subparsers: Subparsers) -> None:
         "--log-level", choices=LOG_LEVELS, default="info", help="log verbosity (info)"
     )
     parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a line per invocation, \"Executed 'Functions.NAME' (Succeeded, Id=..., "
+        'Duration=...)", as the Functions host writes (on; shown at --log-level info or '
+        "debug); failures are logged either way",
+    )
+    parser.add_argument(
         "--max-body-size",
         type=positive_int("number of bytes"),
         default=DEFAULT_MAX_BODY_SIZE,
@@ -84,4 +101,36 @@ def add_serve(subparsers: Subparsers) -> None:
         help="largest request body accepted; larger ones get 413 (100 MB, like Azure)",
     )
     add_trusted(parser)
+    parser.add_argument(
+        "--auth",
+        choices=("none", "keys"),
+        default="none",
+        help="none (default): keys are not checked, as by func host start; keys: each "
+        "function's authLevel is enforced, with the keys of the app setting SERVEFN_KEYS "
+        "(comma-separated) sent as x-functions-key or ?code=; 401 without one",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        metavar="SIZE",
+        help="for a repository: memory for the models kept loaded, e.g. 512MiB or 2GB "
+        "(default: the app setting SERVEFN_MEMORY_BUDGET, else 512MiB)",
+    )
+    parser.add_argument(
+        "--max-models",
+        type=positive_int("number of models"),
+        metavar="N",
+        help="for a repository: models kept loaded at most (100)",
+    )
+    parser.add_argument(
+        "--telemetry",
+        choices=("console", "off"),
+        help="console: print spans and metrics (OpenTelemetry; needs servefn[observability]); "
+        "off: export nothing. Default: as the app settings say "
+        "(APPLICATIONINSIGHTS_CONNECTION_STRING, OTEL_EXPORTER_OTLP_ENDPOINT, SERVEFN_TELEMETRY)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve servefn's metrics as Prometheus text at GET /metrics",
+    )
     parser.set_defaults(handler=_serve)

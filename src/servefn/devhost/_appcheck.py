@@ -308,7 +308,7 @@ def _model_location(
 def _answer(function: HttpFunction, schema: type[Schema]) -> Finding:
     import azure.functions as func
 
-    if function.wants_context:
+    if function.wants_context and not _context_optional(function):
         return Finding("warn", f"{function.name}: takes a context; its answer is not checked")
     example = example_record(schema)
     request = func.HttpRequest(
@@ -329,6 +329,14 @@ def _answer(function: HttpFunction, schema: type[Schema]) -> Finding:
             "fail", f"{function.name}: answered the example with {status}: {redact(body)}"
         )
     return Finding("ok", f"{function.name}: answers the example {json.dumps(example)} with 200")
+
+
+def _context_optional(function: HttpFunction) -> bool:
+    """True when the function may be called without ``context`` (serve_http's functions)."""
+    import inspect
+
+    parameter = inspect.signature(function.handler).parameters.get("context")
+    return parameter is not None and parameter.default is not inspect.Parameter.empty
 
 
 def example_record(schema: type[Schema]) -> dict[str, Any]:

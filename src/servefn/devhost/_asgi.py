@@ -38,7 +38,8 @@ from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 
-from servefn._logtext import bounded, exception_text
+from servefn._logtext import bounded
+from servefn.devhost._accesslog import AccessLog
 from servefn.devhost._body import (
     BodyTooLarge,
     ClientDisconnected,
@@ -48,6 +49,7 @@ from servefn.devhost._body import (
 )
 from servefn.devhost._indexing import HttpFunction
 from servefn.devhost._inline import InlineCalls
+from servefn.devhost._keys import KeyCheck
 from servefn.devhost._routes import RouteTable
 from servefn.http import PROBLEM_MEDIA_TYPE, Problem, Request, Response
 
@@ -219,11 +221,18 @@ class FunctionsAsgiApp:
         function's own ``max_body_bytes`` applies when it is smaller.
     function_directory
         The app's folder, reported as ``context.function_directory``.
+    keys
+        With ``servefn serve --auth keys``: the keys each function's authLevel asks for
+        (:mod:`servefn.devhost._keys`); None checks no key, as ``func host start`` does.
+    access_log
+        False: no line for an invocation that succeeds (:mod:`._accesslog`).
 
     Attributes
     ----------
     inline
         The ``serve_http`` functions answered on the event loop (:mod:`._inline`).
+    log
+        The line per invocation (:mod:`._accesslog`).
     """
 
     def __init__(
@@ -232,11 +241,15 @@ class FunctionsAsgiApp:
         *,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         function_directory: str = ".",
+        keys: KeyCheck | None = None,
+        access_log: bool = True,
     ) -> None:
         self._routes = routes
+        self._keys = keys
         self._max_body_size = max_body_size
         self._function_directory = function_directory
         self.inline = InlineCalls(routes.targets())
+        self.log = AccessLog(access_log)
         self._body_limits = body_limits(routes.targets(), max_body_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -246,6 +259,7 @@ class FunctionsAsgiApp:
             await send({"type": "http.response.body", "body": body})
         elif scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            self.log.flush()
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1000})
 
@@ -271,6 +285,11 @@ class FunctionsAsgiApp:
             allow = ", ".join(match.allowed_methods)
             return _problem(Problem(405, detail, headers={"Allow": allow}))
         headers = _request_headers(scope)
+        if self._keys is not None:  # --auth keys: before the body is read, as the host does
+            query = scope.get("query_string", b"")
+            refused = self._keys.refuse(match.target, method, scope["path"], headers, query)
+            if refused is not None:
+                return _problem(refused)
         name = match.target.name
         limit = self._body_limits.get(name, self._max_body_size)
         try:
@@ -305,23 +324,23 @@ class FunctionsAsgiApp:
         ``func.HttpRequest`` and ``func.HttpResponse`` in between, and the bytes sent are the
         same (tests compare both ways).
         """
-        invocation_id = str(uuid.uuid4())
         started = time.perf_counter()
         try:
             parts = _endpoint_parts(self.inline.call(function, handle, request))
         except Exception as exc:  # as in _invoke: a 500 with a logged id, never a crash
-            return self._failed(function, invocation_id, started, exc)
-        self._log_success(function, invocation_id, started)
+            return self._failed(function, str(uuid.uuid4()), started, exc)
+        self.log.succeeded(function.name, started)  # its id is drawn with the line's
         return parts
 
     async def _invoke(
         self, function: HttpFunction, request: func.HttpRequest
     ) -> tuple[int, RawHeaders, bytes]:
         """Call the function like the worker does; a failure becomes a 500 with a logged id."""
-        invocation_id = str(uuid.uuid4())
+        invocation_id: str | None = None  # drawn now only for a context that shows it
         kwargs: dict[str, Any] = {function.trigger_arg: request}
         context = None
         if function.wants_context:  # only a function that declares it can see the context
+            invocation_id = str(uuid.uuid4())
             context = InvocationContext(
                 invocation_id,
                 function.name,
@@ -343,33 +362,16 @@ class FunctionsAsgiApp:
                 result = await asyncio.get_running_loop().run_in_executor(None, call)
             parts = _response_parts(function, result if output is None else output.get())
         except Exception as exc:  # a failing function must become a 500, never crash the host
-            return self._failed(function, invocation_id, started, exc)
-        self._log_success(function, invocation_id, started)
+            return self._failed(function, invocation_id or str(uuid.uuid4()), started, exc)
+        self.log.succeeded(function.name, started, invocation_id)
         return parts
 
-    @staticmethod
     def _failed(
-        function: HttpFunction, invocation_id: str, started: float, exc: Exception
+        self, function: HttpFunction, invocation_id: str, started: float, exc: Exception
     ) -> tuple[int, RawHeaders, bytes]:
-        logger.error(  # the traceback's messages bounded: they can quote request values
-            "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)\n%s",
-            function.name,
-            invocation_id,
-            (time.perf_counter() - started) * 1000,
-            exception_text(exc),
-        )
+        self.log.failed(function.name, invocation_id, started, exc)
         detail = "The function failed. The server log has the details under this id."
         return _problem(Problem(500, detail, error_id=invocation_id))
-
-    @staticmethod
-    def _log_success(function: HttpFunction, invocation_id: str, started: float) -> None:
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
-                function.name,
-                invocation_id,
-                (time.perf_counter() - started) * 1000,
-            )
 
 
 def _endpoint_parts(response: Response) -> tuple[int, RawHeaders, bytes]:

@@ -3,13 +3,15 @@
 ``DevHost`` is the configuration object; the CLI only builds one and calls :meth:`DevHost.run`.
 Loading (settings, host.json, import, indexing) happens on first use of ``functions``,
 ``skipped``, ``asgi_app`` or :meth:`DevHost.load`, never in ``__init__``. Auth keys are not
-checked, exactly as ``func host start`` does not check them: an ``x-functions-key`` header or a
-``code`` query parameter is accepted and passed through to the function untouched.
+checked by default, exactly as ``func host start`` does not check them: an ``x-functions-key``
+header or a ``code`` query parameter is accepted and passed through to the function untouched;
+``auth="keys"`` checks them against the app setting ``SERVEFN_KEYS`` (:mod:`._keys`).
 
-Given a model instead of an app (``model.zip``, ``az://...``, any loader URI), it serves that
-model with no user code (:mod:`servefn.modelapp`), reading ``local.settings.json`` from the
-current folder for the storage connection. Either way ``/api/docs`` is an interactive docs page
-(:mod:`servefn.docs`) when there is an OpenAPI document to show.
+Given a model (``model.zip``, ``az://...``, any loader URI) or a repository of models
+(:mod:`._repoapp`) instead of an app, it serves that with no user code (:mod:`._modelapp`),
+reading ``local.settings.json`` from the current folder for the storage connection. Either way
+``/api/docs`` is an interactive docs page (:mod:`servefn.docs`) when there is an OpenAPI
+document to show.
 
 Example
 -------
@@ -19,7 +21,6 @@ Example
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from servefn._redact import install_redaction
+from servefn.devhost._appdoc import app_openapi, serve_http_routes
 from servefn.devhost._asgi import DEFAULT_MAX_BODY_SIZE, FunctionsAsgiApp
 from servefn.devhost._indexing import (
     AppNotFoundError,
@@ -42,17 +43,20 @@ from servefn.devhost._indexing import (
     read_route_prefix,
     resolve_app_file,
 )
+from servefn.devhost._keys import AUTH_MODES, KeyCheck, auth_note
+from servefn.devhost._metrics import METRICS_PATH, MetricsRoute
 from servefn.devhost._modelapp import ROUTE_PREFIX, ModelApp, is_model_location
+from servefn.devhost._repoapp import RepositoryApp, is_repository_location
 from servefn.devhost._routes import CompiledRoute, RouteTable, RouteTemplateError, compile_route
+from servefn.devhost._server import bind, stack_line, uvicorn_server
 from servefn.devhost._swagger import DOCS_ROUTE, SWAGGER_UI_MISSING, DocsPage, swagger_ui_folder
-from servefn.errors import ServefnError
 from servefn.http import freeze_startup_objects
 from servefn.predictors.base import TRUSTED_SETTING, trusted_types
+from servefn.telemetry._hub import prefer
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from servefn.http._endpoint import Endpoint
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -63,15 +67,13 @@ __all__ = [
     "SkippedFunction",
 ]
 
-_KEYED_AUTH_LEVELS = ("FUNCTION", "ADMIN")
-
 logger = logging.getLogger("servefn.devhost")
 
 
 @dataclass(frozen=True)
 class _LoadedApp:
     app_file: Path | None
-    model: ModelApp | None
+    model: ModelApp | RepositoryApp | None
     route_prefix: str
     functions: tuple[HttpFunction, ...]
     skipped: tuple[SkippedFunction, ...]
@@ -90,22 +92,6 @@ def _compile(prefix: str, function: HttpFunction, route: str | None = None) -> C
         raise DevHostError(
             f"function {function.name!r} has an invalid route {function.route!r}: {exc}"
         ) from exc
-
-
-def _serve_http_routes(
-    functions: tuple[HttpFunction, ...],
-) -> list[tuple[Endpoint, str, tuple[str, ...]]]:
-    """(endpoint, route, methods) of the functions made by ``serve_http``."""
-    from servefn.azure import endpoint_of
-
-    found = []
-    for function in functions:
-        try:
-            endpoint = endpoint_of(function.handler)
-        except ServefnError:
-            continue
-        found.append((endpoint, function.route, function.methods or ("GET", "POST")))
-    return found
 
 
 class DevHost:
@@ -127,6 +113,18 @@ class DevHost:
     trusted
         Extra types a scikit-learn (skops) model may hold. For a function app they are added
         to the app setting ``SERVEFN_TRUSTED``, which its ``serve_http`` functions read.
+    auth
+        ``"none"`` (keys are not checked, as by ``func host start``) or ``"keys"``
+        (:mod:`._keys`: each function's authLevel enforced with the app setting SERVEFN_KEYS).
+    memory_budget, max_models
+        For a repository: what stays loaded (:class:`~servefn.repository.ModelRepository`).
+    access_log
+        False: no "Executed 'Functions.NAME' (Succeeded, ...)" line per invocation
+        (:mod:`._accesslog`); failures are logged either way.
+    telemetry, metrics
+        ``telemetry="console"`` prints spans and metrics, ``"off"`` exports nothing whatever
+        the app settings say (:mod:`servefn.telemetry`); ``metrics=True`` serves Prometheus
+        text at ``GET /metrics`` (:mod:`._metrics`).
     """
 
     def __init__(
@@ -139,7 +137,15 @@ class DevHost:
         log_level: str = "info",
         connection: str | None = None,
         trusted: Sequence[str] = (),
+        auth: str = "none",
+        memory_budget: int | str | None = None,
+        max_models: int | None = None,
+        access_log: bool = True,
+        telemetry: str | None = None,
+        metrics: bool = False,
     ) -> None:
+        if auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {AUTH_MODES}, not {auth!r}")
         if isinstance(trusted, str):
             raise TypeError(f"trusted must be a list of type names, not the string {trusted!r}")
         self.app_path = app_path
@@ -149,6 +155,11 @@ class DevHost:
         self.max_body_size = max_body_size
         self.log_level = log_level
         self.connection = connection
+        self.auth = auth
+        self.memory_budget, self.max_models = memory_budget, max_models
+        self.access_log = access_log
+        self.telemetry, self.metrics = telemetry, metrics
+        self._keys: KeyCheck | None = None
         self._loaded: _LoadedApp | None = None
         self._docs_note: str | None = None
 
@@ -164,7 +175,15 @@ class DevHost:
         """
         if self._loaded is not None:
             return
-        if is_model_location(self.app_path):
+        if self.telemetry or self.metrics:  # before the app builds its endpoints
+            prefer(
+                console=self.telemetry == "console",
+                prometheus=self.metrics,
+                off=self.telemetry == "off",
+            )
+        if is_repository_location(self.app_path):
+            self._loaded = self._load_model(repository=True)
+        elif is_model_location(self.app_path):
             self._loaded = self._load_model()
         elif self.connection is not None:
             raise AppNotFoundError(
@@ -195,19 +214,30 @@ class DevHost:
             RouteTable(entries),
             max_body_size=self.max_body_size,
             function_directory=str(app_file.parent),
+            keys=self._key_check(),
+            access_log=self.access_log,
         )
         return _LoadedApp(
             app_file, None, route_prefix, tuple(functions), tuple(skipped), docs, asgi_app
         )
 
-    def _load_model(self) -> _LoadedApp:
+    def _load_model(self, repository: bool = False) -> _LoadedApp:
         apply_local_settings(Path.cwd())
-        model = ModelApp.load(self.app_path, connection=self.connection, trusted=self.trusted)
+        model: ModelApp | RepositoryApp
+        if repository:
+            model = RepositoryApp.load(
+                self.app_path, connection=self.connection, trusted=self.trusted,
+                memory_budget=self.memory_budget, max_models=self.max_models,
+            )  # fmt: skip
+        else:
+            model = ModelApp.load(self.app_path, connection=self.connection, trusted=self.trusted)
         functions = model.functions()
         entries = [(_compile(ROUTE_PREFIX, f), f.methods, f) for f in functions]
         docs = None
-        if swagger_ui_folder() is None:
-            self._docs_note = SWAGGER_UI_MISSING
+        if swagger_ui_folder() is None or repository:
+            self._docs_note = (
+                "a repository has no single OpenAPI document" if repository else SWAGGER_UI_MISSING
+            )
         else:
             page = DocsPage(
                 route_prefix=ROUTE_PREFIX, openapi_route="openapi.json", title=Path(model.uri).name
@@ -215,9 +245,19 @@ class DevHost:
             docs = page.function()
             entries.extend(self._docs_entries(ROUTE_PREFIX, docs))
         asgi_app = FunctionsAsgiApp(
-            RouteTable(entries), max_body_size=self.max_body_size, function_directory="."
+            RouteTable(entries),
+            max_body_size=self.max_body_size,
+            function_directory=".",
+            keys=self._key_check(),
+            access_log=self.access_log,
         )
         return _LoadedApp(None, model, ROUTE_PREFIX, tuple(functions), (), docs, asgi_app)
+
+    def _key_check(self) -> KeyCheck | None:
+        """With ``auth="keys"``, the keys of the app settings (read after local settings)."""
+        if self.auth == "keys" and self._keys is None:
+            self._keys = KeyCheck.from_settings()
+        return self._keys
 
     def _docs_page(
         self, route_prefix: str, functions: tuple[HttpFunction, ...], title: str
@@ -239,12 +279,12 @@ class DevHost:
             ),
             None,
         )
-        if openapi is None and not _serve_http_routes(functions):
+        if openapi is None and not serve_http_routes(functions):
             return None
         page = DocsPage(
             route_prefix=route_prefix,
             openapi_route=openapi,
-            document=lambda: self._app_openapi(functions, route_prefix),
+            document=lambda: app_openapi(functions, route_prefix),
             title=title,
         )
         return page.function()
@@ -259,29 +299,13 @@ class DevHost:
             (_compile(route_prefix, docs, f"{DOCS_ROUTE}/{{asset}}"), docs.methods, docs),
         ]
 
-    @staticmethod
-    def _app_openapi(functions: tuple[HttpFunction, ...], route_prefix: str) -> bytes:
-        from servefn.http._openapi import openapi_document
-
-        routes = _serve_http_routes(functions)
-        if not routes:
-            raise DevHostError(
-                "the app has no serve_http functions, so there is no OpenAPI document to show"
-            )
-        keyed = any(
-            f.auth_level in _KEYED_AUTH_LEVELS
-            for f in functions
-            if any(f.route == route for _, route, _ in routes)
-        )
-        return openapi_document(routes, route_prefix=route_prefix, key_required=keyed)
-
     def openapi_document(self) -> bytes:
         """The OpenAPI 3.1 document of what is served: the model's, or the one built from the
         app's serve_http functions (as ``add_health_routes`` would serve it)."""
         loaded = self._app
         if loaded.model is not None:
             return loaded.model.openapi()
-        return self._app_openapi(loaded.functions, loaded.route_prefix)
+        return app_openapi(loaded.functions, loaded.route_prefix)
 
     @property
     def _app(self) -> _LoadedApp:
@@ -295,8 +319,8 @@ class DevHost:
         return self._app.app_file
 
     @property
-    def model(self) -> ModelApp | None:
-        """The model served without user code (None when serving a function app)."""
+    def model(self) -> ModelApp | RepositoryApp | None:
+        """The model or repository served without user code (None for a function app)."""
         return self._app.model
 
     @property
@@ -338,7 +362,10 @@ class DevHost:
     def describe(self, port: int | None = None) -> str:
         """The startup text: served functions with methods and URLs, skipped ones, auth note."""
         urls = self.urls(port)
-        lines = [] if self.model is None else [f"Model: {self.model.uri}"]
+        model = self.model
+        lines = [] if model is None else [f"Model: {model.uri}"]
+        if isinstance(model, RepositoryApp):
+            lines = [model.heading()]
         lines.append("Functions:")
         for function in self.functions:
             methods = f"[{','.join(function.methods)}] " if function.methods else ""
@@ -352,53 +379,18 @@ class DevHost:
         if skipped:
             lines.append("Not served:")
             lines.extend(f"  {name}: {reason}" for name, reason in skipped)
-        keyed = [f.name for f in self.functions if f.auth_level in _KEYED_AUTH_LEVELS]
-        if keyed:
-            lines.append(
-                f"Auth: {', '.join(keyed)} need a key on Azure (authLevel FUNCTION/ADMIN); "
-                "like func host start, servefn serve does not check keys locally "
-                "(x-functions-key or ?code= are accepted and ignored)."
-            )
+        if self.metrics:
+            lines.append(f"Metrics: {self._base_url(port)}{METRICS_PATH} (Prometheus text)")
+        lines.append(auth_note(self.functions, self._keys))
         return "\n".join(lines)
-
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets created with it, and
-        # without TCP_NODELAY every response waits ~40 ms (Nagle + delayed ACK).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(2048)
-        except OSError as exc:
-            sock.close()
-            why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise DevHostError(
-                f"cannot listen on {self.host}:{self.port}: {why}; choose another --port "
-                "(0 picks a free one)"
-            ) from exc
-        return sock
 
     def server(self) -> tuple[uvicorn.Server, socket.socket]:
         """A uvicorn server for this app and its bound, listening socket (port 0 resolved).
 
         Run it with ``server.run(sockets=[sock])``; set ``server.should_exit`` to stop it.
         """
-        try:
-            import uvicorn
-        except ImportError as exc:
-            raise DevHostError("servefn serve needs uvicorn: pip install 'servefn[serve]'") from exc
-        self.load()
-        config = uvicorn.Config(
-            self.asgi_app,
-            log_level=self.log_level,
-            access_log=False,
-            lifespan="on",
-            ws="none",
-            interface="asgi3",
-        )
-        install_redaction()  # after uvicorn's logging config: every log line is redacted
-        return uvicorn.Server(config), self._bind()
+        app = MetricsRoute(self.asgi_app) if self.metrics else self.asgi_app
+        return uvicorn_server(app, self.log_level), bind(self.host, self.port)
 
     def run(self, out: TextIO | None = None) -> None:
         """Load the app, listen, print the startup text to ``out`` (stdout) and serve until
@@ -410,7 +402,8 @@ class DevHost:
         server, sock = self.server()
         with sock:
             port = int(sock.getsockname()[1])
-            print(self.describe(port), file=out or sys.stdout, flush=True)
+            text = f"{self.describe(port)}\n{stack_line(server.config)}"
+            print(text, file=out or sys.stdout, flush=True)
             try:
                 server.run(sockets=[sock])
             except KeyboardInterrupt:

@@ -64,14 +64,20 @@ class HttpFunction:
 
     @classmethod
     def builtin(
-        cls, name: str, route: str, methods: tuple[str, ...], handler: Callable[..., Any]
+        cls,
+        name: str,
+        route: str,
+        methods: tuple[str, ...],
+        handler: Callable[..., Any],
+        auth_level: str = "ANONYMOUS",
     ) -> HttpFunction:
-        """A function the host adds itself (model routes, docs): anonymous, sync, ``req``."""
+        """A function the host adds itself (model routes, docs): sync, ``req``, anonymous
+        unless ``auth_level`` says otherwise (what ``--auth keys`` enforces)."""
         return cls(
             name=name,
             route=route,
             methods=methods,
-            auth_level="ANONYMOUS",
+            auth_level=auth_level,
             trigger_arg="req",
             output_arg=None,
             wants_context=False,

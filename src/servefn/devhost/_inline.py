@@ -11,11 +11,15 @@ data directly (the same bytes go out; tests compare both ways).
 
 If its calls wait (blocking I/O in a custom handler) three times within a minute, that function
 goes to the pool for good. A call that may load or re-check its model still goes to the pool.
+A wait is time not running in a call that gave up the CPU itself (on Linux, a voluntary context
+switch: I/O, a sleep, a lock): a server descheduled by a busy machine is not waiting, and its
+functions stay on the loop.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +44,20 @@ INLINE_WAIT_WINDOW = 60.0
 
 logger = logging.getLogger("servefn.devhost")
 
+if sys.platform == "linux":
+    import resource
+
+    def _thread_usage() -> tuple[float, int]:
+        """This thread's CPU seconds and voluntary context switches (one system call)."""
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw
+
+else:
+
+    def _thread_usage() -> tuple[float, int]:
+        """This thread's CPU seconds; switches unknown (-1): any time not running counts."""
+        return time.thread_time(), -1
+
 
 class InlineCalls:
     """Which of ``functions`` run on the event loop's thread, and running them there.
@@ -63,15 +81,21 @@ class InlineCalls:
 
     def call(self, function: HttpFunction, call: Callable[..., Any], *args: Any) -> Any:
         """``call(*args)`` on this thread with the loop hidden; a call that waited (I/O,
-        sleep, a lock) counts against ``function``."""
+        sleep, a lock) counts against ``function``.
+
+        The thread's usage is a system call (``perf_counter`` is not): it is read again only
+        after a call that took longer than a wait may last."""
         started = time.perf_counter()
-        cpu_started = time.thread_time()
+        cpu_started, switches = _thread_usage()
         try:
             return call_without_running_loop(call, *args)
         finally:
-            waited = (time.perf_counter() - started) - (time.thread_time() - cpu_started)
-            if waited > INLINE_WAIT_LIMIT:
-                self.count_wait(function.name, waited)
+            took = time.perf_counter() - started
+            if took > INLINE_WAIT_LIMIT:
+                cpu, switched = _thread_usage()
+                waited = took - (cpu - cpu_started)
+                if waited > INLINE_WAIT_LIMIT and (switched > switches or switches < 0):
+                    self.count_wait(function.name, waited)
 
     def count_wait(self, name: str, waited: float) -> None:
         """One more wait of ``waited`` seconds for the function ``name``."""

@@ -3,8 +3,10 @@
 ``servefn serve model.zip`` (or ``az://models/model.zip``, ``blob://...``, any loader URI) loads
 the model once at start-up to read its input and output schemas, then answers like a
 ``serve_http`` function would: ``/api/Predict`` (GET, POST) with validation and the whole HTTP
-contract, ``/api/health`` and ``/api/openapi.json``. The model is kept fresh by a
-:class:`~servefn.loaders.ModelSource`, exactly as in a function app.
+contract, ``/api/health`` and ``/api/openapi.json``; and the Open Inference Protocol's routes
+(``/api/v2/...``, :mod:`servefn.oip`), where the model is named ``predict``, as the function
+is. The model is kept fresh by a :class:`~servefn.loaders.ModelSource`, exactly as in a
+function app.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ if TYPE_CHECKING:
 __all__ = ["ROUTE_PREFIX", "ModelApp", "is_model_location", "manifest_openapi", "model_loader"]
 
 PREDICT_ROUTE = "Predict"
+PREDICT_NAME = "predict"
+"""The function's name, and the model's name on the Open Inference Protocol's routes."""
 ROUTE_PREFIX = "api"
+KEYED = "FUNCTION"
+"""The authLevel of the prediction routes (as in a default FunctionApp): ``servefn serve
+--auth keys`` asks for a key there; health, openapi.json and the docs page stay ANONYMOUS."""
 
 
 def is_model_location(location: str | os.PathLike[str]) -> bool:
@@ -119,16 +126,26 @@ class ModelApp:
         return _openapi(self.endpoint, self.uri)
 
     def functions(self) -> list[HttpFunction]:
-        """Predict, health and openapi.json as HTTP functions for the local host (under
-        :data:`ROUTE_PREFIX`)."""
+        """Predict, health, openapi.json and the Open Inference Protocol's routes as HTTP
+        functions for the local host (under :data:`ROUTE_PREFIX`)."""
         from servefn.azure import function_for
+        from servefn.oip import InferenceService, ProvidedModels, inference_functions
 
         endpoint = self.endpoint
-        predict = function_for(endpoint, "predict")  # recognised by the host: answered inline
+        predict = function_for(endpoint, PREDICT_NAME)  # recognised by the host: inline
+        service = InferenceService(
+            ProvidedModels({PREDICT_NAME: self.source}),
+            max_body_bytes=endpoint.max_body_bytes,
+            max_batch=endpoint.max_batch,
+        )
         return [
-            HttpFunction.builtin("predict", PREDICT_ROUTE, ("GET", "POST"), predict),
+            HttpFunction.builtin(PREDICT_NAME, PREDICT_ROUTE, ("GET", "POST"), predict, KEYED),
             _function("health", "health", ("GET",), lambda _: endpoint.health()),
             _function("openapi", "openapi.json", ("GET",), lambda _: Response(200, self.openapi())),
+            *(
+                HttpFunction.builtin(f.name, f.route, (f.method,), f.handler, KEYED)
+                for f in inference_functions(service, (PREDICT_NAME,))
+            ),
         ]
 
 
@@ -165,6 +182,7 @@ def _openapi(endpoint: Endpoint, uri: str) -> bytes:
         route_prefix=ROUTE_PREFIX,
         key_required=False,
         title=f"{Path(uri).name} predictions",
+        inference=[PREDICT_NAME],
     )
 
 

@@ -31,6 +31,8 @@ from servefn.model._archive import LoadedModel
 from servefn.model._records import Predictions, Records
 from servefn.schema import layout_of
 from servefn.schema._schema import Schema
+from servefn.telemetry._hub import active as active_telemetry
+from servefn.telemetry.monitor import drift_monitor
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -104,6 +106,11 @@ class Endpoint:
         self._encoder = OutputEncoder(output_schema)
         self._feature_names = layout_of(input_schema).feature_names
         self._checked_versions: set[str] = set()
+        self.drift = drift_monitor(name, input_schema)
+        """Input drift against the served model's training profile (None: switched off)."""
+        telemetry = active_telemetry()
+        self.observer = None if telemetry is None else telemetry.observer(name, self.drift)
+        """Telemetry hooks: None unless telemetry is configured (:mod:`servefn.telemetry`)."""
 
     # -- entry points: one guarded path; the async one awaits the handler ------------------------
 
@@ -111,6 +118,8 @@ class Endpoint:
         """Answer one request (sync handlers and the built-in predictor path)."""
         with Guard(self, request) as guard:
             model, parsed = self._prepare(request)
+            if guard.invocation is not None:
+                guard.invocation.prepared(model, parsed.size)
             outputs = self._run(model, parsed)
             if self.handler is not None and _is_awaitable(outputs):
                 raise ServefnError("the handler returned an awaitable; declare it with async def")
@@ -123,6 +132,8 @@ class Endpoint:
 
         with Guard(self, request) as guard:
             model, parsed = await asyncio.to_thread(self._prepare, request)
+            if guard.invocation is not None:
+                guard.invocation.prepared(model, parsed.size)
             outputs = self._run(model, parsed)
             if _is_awaitable(outputs):
                 try:
@@ -156,6 +167,9 @@ class Endpoint:
         if info.get("last_error"):
             body["reason"] = info["last_error"]
         body["model"] = info
+        drift = self.drift.health() if self.drift is not None else None
+        if drift is not None:
+            body["drift"] = drift
         return Response(200 if ready else 503, pydantic_core.to_json(body))
 
     # -- steps ------------------------------------------------------------------------------------
@@ -175,7 +189,10 @@ class Endpoint:
         else:
             parsed = self._parser.parse_body(request)
         model = self._model()
-        return model, self._features.attach(parsed, model.predictor)
+        parsed = self._features.attach(parsed, model.predictor)
+        if self.drift is not None:
+            self.drift.record(model, parsed.row, parsed.matrix)
+        return model, parsed
 
     def _model(self) -> LoadedModel:
         try:
@@ -216,6 +233,8 @@ class Endpoint:
                 "differ); upload a model trained for this endpoint",
                 cause="schema",
             )
+        if self.observer is not None:
+            self.observer.model_seen(model)
         self._checked_versions.add(model.version)
 
     def _run(self, model: LoadedModel, parsed: Parsed) -> Any:

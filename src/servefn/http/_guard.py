@@ -7,7 +7,8 @@ path uses, nothing else differs). It pauses the collector for a large body, turn
 whose id is in the log with the traceback, and logs the exchange when ``log_bodies`` is on.
 Request values never reach the log otherwise: exception messages can quote them. Even then
 each value is bounded and escaped (:mod:`servefn._logtext`): one log line per record, about a
-kilobyte at most.
+kilobyte at most. With telemetry configured, the guard also opens and closes the request's
+:class:`~servefn.telemetry.observer.Invocation` (its metrics, and its span when traced).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from servefn.http._problems import Problem
 
 if TYPE_CHECKING:
     from servefn.http._endpoint import Endpoint
+    from servefn.telemetry.observer import Invocation
 
 __all__ = ["LOG_BODIES_SETTING", "Guard", "log_bodies_from_environment"]
 
@@ -48,9 +50,11 @@ class Guard:
     Exceptions that are not ``Exception`` (cancellation, KeyboardInterrupt) pass through.
     """
 
-    __slots__ = ("_endpoint", "_paused", "request", "response")
+    __slots__ = ("_endpoint", "_paused", "invocation", "request", "response")
     response: Response
     """The answer: set by the guarded block, or by the guard when the block failed."""
+    invocation: Invocation | None
+    """The request's telemetry, when the endpoint has an observer (None otherwise)."""
 
     def __init__(self, endpoint: Endpoint, request: Request) -> None:
         self._endpoint = endpoint  # its name and log_bodies are read only when needed
@@ -60,6 +64,8 @@ class Guard:
         self._paused = len(self.request.body) > LARGE_BODY
         if self._paused:
             pause_collector()
+        observer = self._endpoint.observer
+        self.invocation = None if observer is None else observer.begin(self.request)
         return self
 
     def __exit__(
@@ -79,7 +85,11 @@ class Guard:
         elif isinstance(exc, Exception):
             self.response = problem_response(self._internal_error(exc))
         else:
+            if self.invocation is not None:
+                self.invocation.finish(None, exc)
             return False
+        if self.invocation is not None:
+            self.invocation.finish(self.response.status, exc)
         if self._endpoint.log_bodies:
             self._log_exchange()
         return True

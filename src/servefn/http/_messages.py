@@ -21,12 +21,15 @@ _NOTHING: Mapping[str, str] = MappingProxyType({})
 
 class Request(NamedTuple):
     """An HTTP request as the endpoint needs it; ``headers`` is looked up with lower-case names
-    (pass a case-insensitive mapping, or a dict with lower-case keys)."""
+    (pass a case-insensitive mapping, or a dict with lower-case keys). ``trace_context`` is the
+    invocation's W3C trace context as the host passes it (``traceparent``, ``tracestate``);
+    None means the request's own headers carry it."""
 
     method: str
     body: bytes = b""
     headers: Mapping[str, str] = _NOTHING
     query: Mapping[str, str] = _NOTHING
+    trace_context: Mapping[str, str] | None = None
 
 
 class Response(NamedTuple):

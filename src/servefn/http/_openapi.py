@@ -9,6 +9,7 @@ import pydantic_core
 
 from servefn._version import __version__
 from servefn.http._features import FEATURE_LIMIT
+from servefn.http._inference_openapi import INFERENCE_SCHEMAS, inference_paths
 from servefn.http._problems import PROBLEM_MEDIA_TYPE
 from servefn.schema import layout_of
 
@@ -59,8 +60,13 @@ def openapi_document(
     route_prefix: str = "api",
     key_required: bool = True,
     title: str = "servefn predictions",
+    inference: Sequence[str] | None = None,
 ) -> bytes:
-    """The OpenAPI 3.1 document (JSON bytes) for ``(endpoint, route, methods)`` triples."""
+    """The OpenAPI 3.1 document (JSON bytes) for ``(endpoint, route, methods)`` triples.
+
+    ``inference`` (the model names, or an empty list when they are not known) adds the Open
+    Inference Protocol's routes (``servefn.oip``); None leaves them out.
+    """
     schemas: dict[str, Any] = {"Problem": _PROBLEM}
     paths: dict[str, Any] = {}
     for endpoint, route, methods in routes:
@@ -74,6 +80,9 @@ def openapi_document(
         if "GET" in upper:
             item["get"] = _get(endpoint, in_name, out_name)
         paths[path] = item
+    if inference is not None:
+        paths.update(inference_paths(route_prefix, inference))
+        schemas.update(INFERENCE_SCHEMAS)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": __version__},

@@ -20,6 +20,7 @@ __all__ = ["PROBLEM_MEDIA_TYPE", "Problem"]
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TITLES = {
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     406: "Not Acceptable",

@@ -32,9 +32,9 @@ from servefn.loaders.connection import AZURE_EXTRA, AzureConnection, resolve_con
 
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError
-    from azure.storage.blob import BlobClient
+    from azure.storage.blob import BlobClient, BlobServiceClient
 
-__all__ = ["BlobLoader"]
+__all__ = ["BlobLoader", "service_client"]
 
 logger = logging.getLogger("servefn.loaders")
 
@@ -156,22 +156,8 @@ class BlobLoader:
         )
 
     def _build_client(self) -> BlobClient:
-        from azure.storage.blob import BlobServiceClient, LinearRetry
-
         account = self.account
-        install_redaction()  # the SDK and its HTTP transport log request URLs
-        options: dict[str, Any] = {
-            "connection_timeout": self.timeout,
-            "read_timeout": self.timeout,
-            "retry_policy": LinearRetry(backoff=1, retry_total=self.retries, random_jitter_range=1),
-            **self._client_options,
-        }
-        if account.connection_string is not None:
-            service = BlobServiceClient.from_connection_string(account.connection_string, **options)
-        elif account.sas_token is not None:
-            service = BlobServiceClient(account.account_url, account.sas_token, **options)
-        else:
-            service = BlobServiceClient(account.account_url, account.credential(), **options)
+        service = service_client(account, self.timeout, self.retries, **self._client_options)
         logger.info("%s: storage account %s", self.uri, account.describe())
         return service.get_blob_client(self.container, self.blob)
 
@@ -211,6 +197,27 @@ class BlobLoader:
                 f"(timeout {self.timeout:g}s, {self.retries} retries): {describe_error(exc)}"
             )
         return f"storage error reading {where}: HTTP {status} {code or type(exc).__name__}"
+
+
+def service_client(
+    account: AzureConnection, timeout: float, retries: int, **client_options: Any
+) -> BlobServiceClient:
+    """A ``BlobServiceClient`` for ``account`` with servefn's timeouts and retries (see
+    :class:`BlobLoader`); also what a model repository on ``blob://`` lists with."""
+    from azure.storage.blob import BlobServiceClient, LinearRetry
+
+    install_redaction()  # the SDK and its HTTP transport log request URLs
+    options: dict[str, Any] = {
+        "connection_timeout": timeout,
+        "read_timeout": timeout,
+        "retry_policy": LinearRetry(backoff=1, retry_total=retries, random_jitter_range=1),
+        **client_options,
+    }
+    if account.connection_string is not None:
+        return BlobServiceClient.from_connection_string(account.connection_string, **options)
+    if account.sas_token is not None:
+        return BlobServiceClient(account.account_url, account.sas_token, **options)
+    return BlobServiceClient(account.account_url, account.credential(), **options)
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -33,6 +33,7 @@ from servefn.errors import ModelUnavailable, ModelUnusable
 from servefn.loaders.base import ModelLoader, redact
 from servefn.loaders.check import ArtifactCheck, CurrentModel, Failure, SourceStats
 from servefn.loaders.schemes import loader_for
+from servefn.telemetry._hub import model_checked
 
 if TYPE_CHECKING:
     from servefn.model._archive import LoadedModel
@@ -313,6 +314,8 @@ class ModelSource(Generic[T]):
             self._succeed()
         else:
             self._fail(failure, started)
+        outcome = "failed" if failure else "unchanged" if self._current is current else "loaded"
+        model_checked("load" if current is None else "refresh", outcome, started, self.version)
 
     def _succeed(self) -> None:
         self._failures = 0

@@ -124,10 +124,13 @@ def write_model(
     output: type[Schema],
     training: Mapping[str, Any] | None = None,
     created: datetime | None = None,
+    profile: Mapping[str, Any] | None = None,
 ) -> str:
     """Write a model archive and return its sha256 (hex).
 
     The archive is byte-for-byte reproducible for the same inputs and ``created`` time.
+    ``profile`` is the training profile (:mod:`servefn.telemetry.profile`), stored as the
+    manifest's ``profile`` when given.
     """
     _check_compatible(predictor, input, output)
     payload = predictor.to_payload()
@@ -148,6 +151,8 @@ def write_model(
             for name, data in sorted(payload.files.items())
         },
     }
+    if profile is not None:
+        manifest["profile"] = dict(profile)
     try:
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
@@ -186,7 +191,8 @@ def read_manifest(
 ) -> dict[str, Any]:
     """The verified manifest of a model archive (payload hashes checked, nothing built)."""
     with artifact_errors():
-        manifest, _ = _open_verified(_as_bytes(source), max_unpacked)
+        data = _as_bytes(source)
+        manifest, _ = _open_verified(_native(data, max_unpacked), max_unpacked)
     return manifest
 
 
@@ -215,7 +221,7 @@ def load_model(
     options = LoadOptions(trusted=tuple(trusted), allow_pickle=allow_pickle)
     with artifact_errors():
         data = _as_bytes(source)
-        manifest, files = _open_verified(data, max_unpacked)
+        manifest, files = _open_verified(_native(data, max_unpacked), max_unpacked)
         input_schema = schema_from_spec(manifest["input"])
         output_schema = schema_from_spec(manifest["output"])
         predictor = predictor_class(manifest["kind"]).load_payload(
@@ -239,6 +245,27 @@ def _as_bytes(source: bytes | str | PathLike[str]) -> bytes:
         return Path(fspath(source)).read_bytes()
     except OSError as exc:
         raise ArtifactError(f"cannot read model file {fspath(source)!r}: {exc.strerror}") from exc
+
+
+def _native(data: bytes, max_unpacked: int) -> bytes:
+    """``data``, or for a foreign model servefn reads as it is (ML.NET's model.zip, recognised
+    by its entries and headers, never by file name) the equivalent servefn archive, converted
+    in memory: both then take the one verified path below."""
+    from servefn.mlnet import is_mlnet_archive, read_mlnet
+
+    if not is_mlnet_archive(data):
+        return data
+    model = read_mlnet(data, max_unpacked=max_unpacked)
+    buffer = io.BytesIO()
+    write_model(
+        buffer,
+        model.predictor,
+        input=schema_from_spec(model.input),
+        output=schema_from_spec(model.output),
+        training=model.training,
+        created=model.created,
+    )
+    return buffer.getvalue()
 
 
 def _open_verified(data: bytes, max_unpacked: int) -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -52,6 +52,7 @@ def save(
     graph_inputs: Mapping[str, Sequence[str]] | None = None,
     graph_outputs: Mapping[str, str] | None = None,
     classes: Sequence[Any] | None = None,
+    profile_rows: Any = None,
 ) -> str:
     """Save ``model`` (a servefn predictor or a fitted scikit-learn estimator) to ``path``.
 
@@ -86,6 +87,13 @@ def save(
     LightGBM model (``pip install 'servefn[convert]'``). Every tree ensemble and ONNX model is
     checked for parity with its source (labels equal, scores within 1e-5) on the evaluation
     rows, and a tree ensemble also on rows at its split thresholds when none are given.
+
+    The manifest also records a small training profile of the inputs (quantile bins, ranges
+    and missing rates of numeric features, frequencies of text ones:
+    :mod:`servefn.telemetry.profile`), which a served model's drift is measured against.
+    ``profile_rows`` are the rows it is computed from (a DataFrame or an array in feature
+    order, like ``evaluate_on``'s X): give the training rows; by default ``evaluate_on``'s X
+    is used, and ``profile_rows=False`` records no profile.
     """
     record: dict[str, Any] = {}
     evaluated: Mapping[str, Any] | None = None
@@ -133,8 +141,18 @@ def save(
         record["data_file"] = Path(fspath(data_file)).name
         record["data_sha256"] = hashlib.sha256(Path(fspath(data_file)).read_bytes()).hexdigest()
     record.update(training or {})
+    if profile_rows is None and evaluate_on is not None:
+        profile_rows = evaluate_on[0]
+    profiled = None if profile_rows is False or profile_rows is None else profile_rows
     buffer = io.BytesIO()
-    sha256 = write_model(buffer, predictor, input=input, output=output, training=record)
+    sha256 = write_model(
+        buffer,
+        predictor,
+        input=input,
+        output=output,
+        training=record,
+        profile=None if profiled is None else _profile(profiled, layout),
+    )
     data = buffer.getvalue()
     manifest = read_manifest(data)
     output_schema = schema_from_spec(manifest["output"])  # what load_model rebuilds
@@ -160,6 +178,14 @@ def save(
     partial.write_bytes(data)
     partial.replace(target)
     return sha256
+
+
+def _profile(rows: Any, layout: SchemaLayout) -> dict[str, Any]:
+    """The training profile of ``rows``, in the manifest's form."""
+    from servefn.telemetry.profile import build_profile
+
+    text = [c.kind == "str" for c in layout.features for _ in range(c.size)]
+    return build_profile(layout.feature_names, text, evaluation_matrix(rows, layout)).spec()
 
 
 def _check_text(layout: SchemaLayout, predictor: Predictor) -> None:

@@ -1,16 +1,18 @@
-"""Linear regressors in numpy alone: ``Score = X @ W + b``.
+"""Linear regressors in numpy alone: ``Score = X @ W + b`` (or its exponential, ``link="exp"``).
 
 scikit-learn's linear regressors (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor and
 kin) export to :class:`LinearRegressor`, with any affine scalers before them folded into ``W``
 and ``b`` (:mod:`servefn.predictors.sklearn_linear`), so serving one needs neither
 scikit-learn nor pickle: one matrix product, or plain Python for one row of a small model.
+``link="exp"`` serves a log-link model (ML.NET's Poisson regression): ``Score = exp(X @ W + b)``.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,13 +34,23 @@ class LinearRegressor(Predictor):
     ----------
     weights : array of shape (n_features, n_targets), or (n_features,) for one target
     bias : array of shape (n_targets,), or a scalar for one target
+    link : ``"identity"`` (the default) or ``"exp"`` (``Score = exp(X @ W + b)``)
     """
 
     kind: ClassVar[str] = "linear-regressor"
     dtype: ClassVar[type[np.floating[Any]]] = np.float64
     outputs: ClassVar[tuple[str, ...]] = ("Score",)
 
-    def __init__(self, weights: NDArray[np.floating[Any]], bias: Any) -> None:
+    def __init__(
+        self,
+        weights: NDArray[np.floating[Any]],
+        bias: Any,
+        *,
+        link: Literal["identity", "exp"] = "identity",
+    ) -> None:
+        if link not in ("identity", "exp"):
+            raise PredictorError(f"link must be 'identity' or 'exp', not {str(link)[:40]!r}")
+        self.link = link
         W = np.asarray(weights, dtype=np.float64)
         if W.ndim == 1:
             W = W[:, None]
@@ -75,6 +87,8 @@ class LinearRegressor(Predictor):
             return self._predict_one(X[0].tolist())
         z: NDArray[np.float64] = X @ self.weights
         z += self.bias
+        if self.link == "exp":
+            np.exp(z, out=z)
         return {"Score": z[:, 0] if self._single else z}
 
     def predict_row(self, row: Sequence[float]) -> Outputs:
@@ -89,11 +103,16 @@ class LinearRegressor(Predictor):
             sum(map(operator.mul, x, column), bias)
             for column, bias in zip(self._row_weights, self._row_bias)  # noqa: B905
         ]
+        if self.link == "exp":
+            z = [_exp(v) for v in z]
         return {"Score": [z[0]] if self._single else [z]}
 
     def to_payload(self) -> Payload:
+        params: dict[str, Any] = {"n_targets": self.n_targets}
+        if self.link != "identity":  # older servefn reads identity models as before
+            params["link"] = self.link
         return Payload(
-            {"n_targets": self.n_targets},
+            params,
             {"weights.npz": dump_arrays({"weights": self.weights, "bias": self.bias})},
         )
 
@@ -108,7 +127,10 @@ class LinearRegressor(Predictor):
             raise PredictorError(f"linear-regressor payload lacks {exc}") from None
         if weights.ndim != 2 or weights.dtype.kind != "f" or bias.dtype.kind != "f":
             raise PredictorError("linear-regressor weights must be a 2-D float array")
-        regressor = cls(weights, bias)
+        link = params.get("link", "identity")
+        if link not in ("identity", "exp"):
+            raise PredictorError(f"linear-regressor link {str(link)[:40]!r} is not identity or exp")
+        regressor = cls(weights, bias, link=link)
         expected = params.get("n_targets", regressor.n_targets)
         if expected != regressor.n_targets:
             raise PredictorError(
@@ -118,4 +140,13 @@ class LinearRegressor(Predictor):
         return regressor
 
     def __repr__(self) -> str:
-        return f"LinearRegressor(n_features={self.n_features}, n_targets={self.n_targets})"
+        link = "" if self.link == "identity" else f", link={self.link!r}"
+        return f"LinearRegressor(n_features={self.n_features}, n_targets={self.n_targets}{link})"
+
+
+def _exp(value: float) -> float:
+    """``math.exp`` that overflows to infinity, as ``np.exp`` does."""
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf

@@ -1,8 +1,10 @@
-"""tritonclient's HTTP client against ``servefn serve``: a function app and ``servefn serve MODEL``.
+"""tritonclient's HTTP client against ``servefn serve``: a function app, ``servefn serve MODEL``
+and ``servefn serve REPOSITORY``.
 
 Real components: ``servefn serve`` in a subprocess on a free 127.0.0.1 port, serving (1) a
 function app with two ``serve_http`` functions (the iris classifier and a scikit-learn
-``LinearRegression``) and ``add_inference_routes(app)``, and (2, 3) each model.zip with no code;
+``LinearRegression``) and ``add_inference_routes(app)``, (2, 3) each model.zip with no code, and
+(4) a repository folder holding both (``NAME/model.zip``);
 ``tritonclient.http.InferenceServerClient`` with its defaults (binary tensor data) and with
 ``binary_data=False``. Its answers must equal servefn's own JSON endpoint's.
 """
@@ -81,10 +83,15 @@ def servers(
     shutil.copy(trained_model, folder / "model.zip")
     shutil.copy(regressor, folder / "houses.zip")
     (folder / "function_app.py").write_text(APP)
+    repository = tmp_path_factory.mktemp("oip-repository")
+    for name, source in (("iris", trained_model), ("houses", regressor)):
+        (repository / name).mkdir()
+        shutil.copy(source, repository / name / "model.zip")
     started = {
         "app": ServeProcess(folder, args=("--log-level", "warning")),
         "iris.zip": ServeProcess(trained_model, args=("--log-level", "warning")),
         "houses.zip": ServeProcess(regressor, args=("--log-level", "warning")),
+        "repository": ServeProcess(repository, args=("--log-level", "warning")),
     }
     try:
         for server in started.values():
@@ -101,6 +108,8 @@ TARGETS = [
     ("app", "houses", "Estimate", HOUSES),
     ("iris.zip", "predict", "Predict", FLOWERS),
     ("houses.zip", "predict", "Predict", HOUSES),
+    ("repository", "iris", "models/iris", FLOWERS),
+    ("repository", "houses", "models/houses", HOUSES),
 ]
 
 

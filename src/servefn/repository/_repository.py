@@ -105,7 +105,8 @@ class ModelRepository:
         return list(self.catalog.current().models)
 
     def versions(self, name: str) -> list[str]:
-        """The versions of ``name`` (``[]`` for a model with only ``NAME/model.zip``)."""
+        """The versions of ``name`` (``[]`` for a model with only ``NAME/model.zip``, whose one
+        version is then its loaded model's sha256 prefix, as for a single-model app)."""
         return list(self.listed(name).versions)
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
@@ -120,11 +121,14 @@ class ModelRepository:
     def is_ready(self, name: str, version: str | None = None) -> bool:
         """True when the model is loaded; never loads it, never raises."""
         try:
-            path = self.listed(name).path_for(version)
+            listed = self.listed(name)
+            unversioned = version is not None and not listed.versions
+            path = listed.path_for(None if unversioned else version)
         except (ModelNotFound, ModelUnavailable):
             return False
         entry = self.cache.find(path)
-        return entry is not None and entry.source.version is not None
+        loaded = entry.source.version if entry is not None else None
+        return loaded is not None and (not unversioned or version == loaded)
 
     # -- for the routes and health ------------------------------------------------------------
 
@@ -139,9 +143,14 @@ class ModelRepository:
         """The cache entry serving ``name`` (``version``) and its model; see :meth:`get`."""
         if version is not None and not is_segment(version):
             raise ModelNotFound("the model has no version by that name")
-        entry = self.cache.entry(self.listed(name).path_for(version))
+        listed = self.listed(name)
+        unversioned = version is not None and not listed.versions
+        entry = self.cache.entry(listed.path_for(None if unversioned else version))
         try:
-            return entry, entry.source.get()
+            model = entry.source.get()
+            if unversioned and version != model.version:  # its one version: the sha256 prefix
+                raise ModelNotFound("the model has no version by that name")
+            return entry, model
         except ServefnError as exc:
             if entry.source.version is None:  # nothing loaded: nothing to account
                 self.cache.restore(entry, 0)

@@ -20,9 +20,9 @@ the example's iris data) and must give the same bytes; servefn serves the exampl
 of the same kind; every server must answer the same species for the benchmark's flower.
 
 Cold start: wall time from starting the process to its first answer (polled every 5 ms), for
-``servefn serve`` and the bare app, several starts in turns, after the load rounds' servers
-wrote every module's bytecode (``PYTHONPYCACHEPREFIX``, a folder of this run: an installed
-package has its bytecode; ``PYTHONDONTWRITEBYTECODE`` is dropped). Peak RSS: the server process's
+``servefn serve`` and the bare app, several starts in turns, after a first start of each wrote
+every module's bytecode (``PYTHONPYCACHEPREFIX``, a folder of this run, as an installed package
+has its bytecode; ``PYTHONDONTWRITEBYTECODE`` is dropped). Peak RSS: the server process's
 ``VmHWM`` after its load rounds. Server CPU per request: its user + system time over the rounds
 divided by the requests answered, which background load disturbs less than rates.
 """
@@ -186,10 +186,17 @@ def serving(name: str, log_dir: Path, pin: Pinning) -> Iterator[Server]:
             _stop(process)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(session: int) -> float:
+    """User + system CPU seconds of the processes of ``session`` (a server and its workers)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[3]) == session:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -226,10 +233,13 @@ def run(quick: bool = False) -> list[Row]:
     pin = pinning()
     names = tuple(LABELS)
     results: dict[str, list[LoadResult]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in ("servefn", "quiet", "bare")}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     rss: dict[str, list[float]] = {}
     cold: dict[str, list[float]] = {"servefn": [], "bare": []}
     with tempfile.TemporaryDirectory(prefix="servefn-bench-http-") as logs:
+        for name in cold:  # writes the bytecode: compiling would inflate a peak RSS
+            with serving(name, Path(logs), pin):
+                pass
         with ExitStack() as stack:
             servers = {name: stack.enter_context(serving(name, Path(logs), pin)) for name in names}
             if json.loads(servers["fastapi"].answer) != json.loads(servers["litserve"].answer):
@@ -238,14 +248,13 @@ def run(quick: bool = False) -> list[Row]:
                 load(server.url, BODY, seconds=1, connections=CONNECTIONS, pin=pin.client)
             for _ in range(rounds):
                 for name, server in servers.items():
-                    before = _cpu_seconds(server.process.pid) if name in cpu else 0.0
+                    before = _cpu_seconds(server.process.pid)
                     found = load(
                         server.url, BODY, seconds=seconds, connections=CONNECTIONS, pin=pin.client
                     )
                     results[name].append(found)
-                    if name in cpu:
-                        used = _cpu_seconds(server.process.pid) - before
-                        cpu[name].append(used / max(found.requests, 1))
+                    used = _cpu_seconds(server.process.pid) - before
+                    cpu[name].append(used / max(found.requests, 1))
             rss = {name: [_peak_rss_mb(servers[name].process.pid)] for name in cold}
         for _ in range(starts):  # fresh processes, in turns
             for name in cold:
@@ -305,10 +314,14 @@ def _rows(
         _ratio_row("   HTTP FastAPI + scikit-learn", rate, "req/s", "fastapi", "bare"),
         _ratio_row("   HTTP LitServe + scikit-learn", rate, "req/s", "litserve", "bare"),
         row("   HTTP bare ASGI", median(rate["bare"]), "req/s", spread=spread_of(rate["bare"])),
-        _ratio_row("   server CPU per request, servefn serve", cpu, "s", "servefn", "bare"),
-        _ratio_row("   server CPU per request, --no-access-log", cpu, "s", "quiet", "bare"),
-        row("   server CPU per request, bare ASGI", median(cpu["bare"]), "s"),
     ]  # fmt: skip
+    for name in ("servefn", "quiet", "fastapi", "litserve"):  # LitServe: all its processes
+        text = f"   server CPU per request, {LABELS[name]}"
+        rows.append(_ratio_row(text, cpu, "s", name, "bare"))
+    rows.append(row("   server CPU per request, bare ASGI", median(cpu["bare"]), "s"))
+    full_core = {name: [1 / seconds for seconds in cpu[name]] for name in ("servefn", "bare")}
+    text = "   HTTP servefn serve at a full core (1 / server CPU per request)"
+    rows.append(_ratio_row(text, full_core, "req/s", "servefn", "bare"))
     for label, values in (("p50", p50), ("p99", p99)):
         for name in ("servefn", "quiet", "fastapi", "litserve"):
             if (label, name) != ("p99", "servefn"):  # a target row above

@@ -144,8 +144,8 @@ def server(seconds: float, top: int) -> None:
         try:
             time.sleep(1)
             subprocess.run(
-                [*pin.client, spy, "record", "-p", str(served.process.pid), "-d", str(seconds),
-                 "-r", "250", "-f", "raw", "-o", str(raw)],
+                [*pin.client, spy, "record", "-p", str(served.process.pid),
+                 "-d", str(max(1, round(seconds))), "-r", "250", "-f", "raw", "-o", str(raw)],
                 check=True, capture_output=True,
             )  # fmt: skip
         finally:

@@ -595,6 +595,33 @@ def test_waits_far_apart_do_not_send_a_function_to_the_pool(
     assert app.inline.pooled == {"thread_name"}
 
 
+def test_a_call_descheduled_by_a_busy_machine_is_not_a_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Time not running counts only when the call gave up the CPU itself (a voluntary context
+    switch: I/O, a sleep, a lock); a server preempted by other processes keeps its functions
+    on the loop."""
+    host = DevHost(APPS / "inline_app", port=0)
+    host.load()
+    inline = host.asgi_app.inline
+    (function,) = [f for f in host.functions if f.name == "thread_name"]
+    wall = iter([0.0, 0.05] * 6)  # each call takes 50 ms, none of it on the CPU
+    clock = SimpleNamespace(perf_counter=lambda: next(wall), monotonic=lambda: 1000.0)
+    monkeypatch.setattr(devhost_inline, "time", clock)
+    switches = [0]
+    monkeypatch.setattr(devhost_inline, "_thread_usage", lambda: (0.0, switches[0]))
+    for _ in range(3):
+        inline.call(function, lambda: None)  # preempted: no switch of its own
+    assert not inline.pooled
+
+    def blocks() -> None:
+        switches[0] += 1
+
+    for _ in range(3):
+        inline.call(function, blocks)
+    assert inline.pooled == {"thread_name"}
+
+
 def test_inline_answers_are_byte_for_byte_the_worker_path_answers() -> None:
     """The inline path calls the endpoint without func.HttpRequest/HttpResponse in between;
     every kind of answer must be what the function itself returns through the worker path."""

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from servefn import add_health_routes, serve_http
-from servefn.telemetry import configure
+from servefn.telemetry import configure, monitor
 from servefn.telemetry.monitor import DriftMonitor
 from servefn.telemetry.profile import build_profile
 from servefn.telemetry.prometheus import render
@@ -61,6 +61,7 @@ def test_training_like_rows_stay_under_the_threshold_and_shifted_rows_cross_it(
     gauge: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("SERVEFN_DRIFT_WINDOW", str(WINDOW))
+    monkeypatch.setattr(monitor, "JUDGE_INTERVAL", 0.0)  # judged every half window of rows
     telemetry = configure()  # metrics only: no exporter, read here as Prometheus text
     function, health = _app(gauge)
     caplog.set_level(logging.WARNING, logger="servefn.telemetry")
@@ -79,6 +80,8 @@ def test_training_like_rows_stay_under_the_threshold_and_shifted_rows_cross_it(
     moved = records(shifted_rows(WINDOW))
     for start in range(0, WINDOW, 50):
         _post(function, moved[start : start + 50])
+    # the request that brought half a window of new rows judged it and warned: no health call
+    assert [r for r in caplog.records if "input drift" in r.getMessage()]
     drift = health()["drift"]
     assert drift["status"] == "drift" and drift["rows"] == WINDOW
     assert all(f["psi"] > 0.2 for f in drift["features"].values())

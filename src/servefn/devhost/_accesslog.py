@@ -8,10 +8,10 @@ Every invocation ends with the host's line, in the format of servefn serve's oth
 
 A success costs the request one ``list.append``: the line's time, function name and duration.
 The lines are formatted and written to stderr in one piece once per event-loop iteration
-(``loop.call_soon``), their ids drawn for the whole batch with one ``os.urandom`` call. Made
-through :mod:`logging`, each line cost about 40 us of server CPU, as much as the rest of a
-one-row request: a record per line, its redaction, the formatter, one ``write`` per line, and
-an id per request (BENCHMARKS.md, "HTTP at the server's limit").
+(``loop.call_soon``), their ids drawn for the whole batch with one ``os.urandom`` call: about
+8 us of server CPU per request. Made through :mod:`logging` they cost about 60 us, half as much
+as the rest of a one-row request: a record per line, its redaction, the formatter, one ``write``
+per line, and a ``uuid4()`` per request (BENCHMARKS.md, "HTTP at the server's limit").
 
 The success lines are the host's own output, as on Azure, where the host writes them and the
 worker's :mod:`logging` never sees them: they are written to ``sys.stderr``, not made into log
@@ -41,9 +41,7 @@ LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger("servefn.devhost")
 
 _Entry = tuple[float, str, float, str | None]  # time.time(), function, seconds, id or None
-
-
-_FIELDS = ("\0asctime\0", "\0function\0", "\0id\0", "\0ms\0")
+_FIELDS = ("\0asctime\0", "\0function\0", "\0id\0", "\0ms\0")  # placeholders, in line order
 
 
 def _line_parts() -> list[str]:

@@ -2,7 +2,7 @@
 
 uvicorn runs on uvloop's event loop and parses HTTP with httptools when both are installed (the
 ``serve`` extra brings them where they have wheels; uvloop has none for Windows), and on
-asyncio's loop with h11 otherwise: about half the request rate (BENCHMARKS.md).
+asyncio's loop with h11 otherwise, at about 60 % of the request rate (BENCHMARKS.md).
 :func:`uvicorn_server` names the two it picks to uvicorn, so the line :func:`stack_line` prints
 at start-up says what runs.
 """
@@ -82,7 +82,7 @@ def stack_line(config: Any) -> str:
     if missing:
         line += (
             f" ({' and '.join(missing)} not installed; pip install 'servefn[serve]' brings them "
-            "where the platform has wheels: about twice the request rate)"
+            "where the platform has wheels: about 1.6x the request rate)"
         )
     return line
 

@@ -2,9 +2,12 @@
 
 Recording is O(1) per request: the row (one record's floats) or the request's matrix (its last
 ``window`` rows) is appended, by reference, to the window of the model version that served it,
-and the oldest chunks fall out. The window is judged by the request that fills it halfway, and
-then by each that brings another window's worth of rows (about half a microsecond a row, off
-any lock another request waits on): PSI and out-of-range rate per feature
+and the oldest chunks fall out. The window is judged by a request that finds half a window of
+new rows and :data:`JUDGE_INTERVAL` seconds gone since the last judgement (about a millisecond
+for a window of 1000 rows, off any lock another request waits on), and by every health check:
+PSI and out-of-range rate per feature. Under heavy traffic the window is a sample: once it holds
+a whole window of rows newer than the last judgement, rows are not added until the next one
+(the check costs a clock read), so at most a window of rows is taken per interval
 (:mod:`servefn.telemetry.drift`). A feature whose PSI crosses the threshold gets one warning
 log line (naming features and figures, never a value); it may warn again once it has fallen
 back under 80% of the threshold. Health and metrics read the last judgement, or judge now.
@@ -18,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
+from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -45,6 +49,10 @@ __all__ = ["DriftMonitor", "DriftWindow", "drift_monitor"]
 
 logger = logging.getLogger("servefn.telemetry")
 _REARM = 0.8
+JUDGE_INTERVAL = 5.0
+"""Seconds between two judgements of a window on the request path (at least half a window of
+new rows is needed too): with heavy traffic, drift costs a request almost nothing but the
+append. Health judges on demand."""
 _VERSIONS_KEPT = 4
 _UNKNOWN = object()
 
@@ -77,37 +85,45 @@ class DriftWindow:
         self.size = size
         self._text = text
         self._chunks: deque[tuple[int, Any]] = deque()
-        self._rows = 0
-        self._pending = 0
-        self._due = max(1, size // 2)  # rows until the next judgement: half, then a window
+        self._rows = 0  # rows in the chunks (exact after _trimmed; a close count between)
+        self.fresh = 0
+        """Rows added since the last judgement."""
+        self.next_judgement = 0.0
+        """Monotonic time before which the request path does not judge again."""
         self._lock = threading.Lock()  # held by trimming only: appends need none
         self.last: DriftReport | None = None
 
     @property
     def rows(self) -> int:
-        """Rows in the window now."""
+        """Rows in the window now (the last chunk may overlap its start: it counts in part)."""
         self._trimmed()
-        return self._rows
+        return min(self._rows, self.size)
 
-    def add(self, row: Sequence[Any] | None, matrix: Any) -> bool:
-        """Append one row or a matrix; True when the window is due to be judged.
+    def add(self, row: Sequence[Any] | None, matrix: Any) -> int:
+        """Append one row or a matrix; the rows added since the last judgement.
 
-        No lock: ``deque.append`` is atomic, and the oldest chunks are dropped when the window
-        is read (:meth:`_trimmed`), at most a window's worth of rows later. Two threads may
-        count a chunk once between them; that only moves the next judgement by a chunk."""
+        No lock: ``deque.append`` is atomic; the oldest chunks are dropped once a window's
+        worth of rows is over the size, a ``popleft`` each. Two threads may count a chunk
+        once between them; that only moves a trim or a judgement by a chunk."""
         if row is not None:
             self._chunks.append((1, row))
-            pending = self._pending = self._pending + 1
+            n = 1
         else:
             n = len(matrix)
             if n > self.size:
                 matrix, n = matrix[-self.size :].copy(), self.size
             self._chunks.append((n, matrix))
-            pending = self._pending = self._pending + n
-        if pending < self._due:
-            return False
-        self._pending, self._due = 0, self.size
-        return True
+        rows = self._rows = self._rows + n
+        if rows >= 2 * self.size and self._lock.acquire(blocking=False):
+            try:  # drop the oldest window's worth, a popleft each (no request waits for it)
+                chunks = self._chunks
+                while rows - chunks[0][0] >= self.size:
+                    rows -= chunks.popleft()[0]
+                self._rows = rows
+            finally:
+                self._lock.release()
+        fresh = self.fresh = self.fresh + n
+        return fresh
 
     def _trimmed(self) -> list[tuple[int, Any]]:
         """The chunks holding the last ``size`` rows; older ones are dropped."""
@@ -199,7 +215,13 @@ class DriftMonitor:
             window = self._open(model)
             if window is None:
                 return
-        if window.add(row, matrix) and self._judging.acquire(blocking=False):
+        if window.fresh >= window.size and monotonic() < window.next_judgement:
+            return  # a whole window of new rows waits for the next judgement: a sample will do
+        if (
+            window.add(row, matrix) >= window.size // 2
+            and monotonic() >= window.next_judgement
+            and self._judging.acquire(blocking=False)
+        ):
             try:
                 self._judge(model.version, window)
             finally:
@@ -231,7 +253,10 @@ class DriftMonitor:
             self._latest = model.version
             return window
 
-    def _judge(self, version: str, window: DriftWindow) -> None:
+    def _judge(self, version: str, window: DriftWindow) -> DriftReport:
+        """Judge ``window`` now, and warn about the features that crossed the threshold."""
+        window.fresh = 0
+        window.next_judgement = monotonic() + JUDGE_INTERVAL
         report = window.judge()
         warned = self._warned.setdefault(version, set())
         crossed = [f for f in report.over(self.threshold) if f.name not in warned]
@@ -239,7 +264,7 @@ class DriftMonitor:
             if feature.name in warned and feature.psi < self.threshold * _REARM:
                 warned.discard(feature.name)
         if not crossed:
-            return
+            return report
         warned.update(f.name for f in crossed)
         figures = ", ".join(
             f"{f.name} PSI {f.psi:.2f}"
@@ -255,6 +280,7 @@ class DriftMonitor:
             report.rows,
             self.threshold,
         )
+        return report
 
     def _current(self) -> tuple[str | None, DriftWindow | None]:
         version = self._latest
@@ -268,7 +294,10 @@ class DriftMonitor:
             return None
         if window is None:
             return {"model_version": version, "status": "off", "reason": self._ignored.get(version)}
-        report = window.judge() if window.rows else None
+        report = None
+        if window.rows:
+            with self._judging:
+                report = self._judge(version, window)
         body: dict[str, Any] = {
             "model_version": version,
             "window": window.size,

@@ -1,8 +1,11 @@
-"""What the XGBoost and LightGBM converters share: a booster's class labels and its feature
-names, checked (save time only)."""
+"""What the XGBoost and LightGBM converters share: their JSON model given as data, a booster's
+class labels and its feature names, checked (save time only)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +13,7 @@ import numpy as np
 from servefn.errors import PredictorError
 from servefn.predictors.trees import Link
 
-__all__ = ["booster_classes", "feature_names_of"]
+__all__ = ["booster_classes", "document_of", "feature_names_of", "read_capped"]
 
 
 def booster_classes(
@@ -41,3 +44,29 @@ def feature_names_of(names: Any, n_features: int) -> list[str] | None:
     if not (isinstance(names, list) and len(names) == n_features):
         return None
     return names if all(isinstance(n, str) and 0 < len(n) <= 1000 for n in names) else None
+
+
+def document_of(
+    model: Any, parse: Callable[[bytes], Mapping[str, Any]], read: Callable[[Path], bytes]
+) -> Mapping[str, Any] | None:
+    """The JSON model when ``model`` is data (a parsed dict, bytes, JSON text or a file path),
+    parsed and read with the converter's own limits; None for a library object."""
+    if isinstance(model, Mapping):
+        return model
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return parse(bytes(model))
+    if isinstance(model, str) and model.lstrip().startswith("{"):
+        return parse(model.encode("utf-8"))
+    if isinstance(model, (str, PathLike)):
+        return parse(read(Path(model)))
+    return None
+
+
+def read_capped(path: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, refused beyond ``max_bytes`` before they are read."""
+    try:
+        if path.stat().st_size > max_bytes:
+            raise PredictorError(f"{path.name} is larger than {max_bytes} bytes")
+        return path.read_bytes()
+    except OSError as exc:
+        raise PredictorError(f"cannot read the {what} {path.name}: {exc.strerror}") from exc

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +24,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
-from servefn.predictors._booster import booster_classes, feature_names_of
+from servefn.predictors._booster import (
+    booster_classes,
+    document_of,
+    feature_names_of,
+    read_capped,
+)
 from servefn.predictors.trees import (
     MAX_CATEGORY_WORDS,
     MAX_DEPTH,
@@ -152,14 +156,9 @@ _LINEAR = (
 
 def _document(model: Any) -> tuple[Mapping[str, Any], Any]:
     """The ``dump_model()`` dict, and the scikit-learn wrapper it came from (or None)."""
-    if isinstance(model, Mapping):
-        return model, None
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return _parse(bytes(model)), None
-    if isinstance(model, str) and model.lstrip().startswith("{"):
-        return _parse(model.encode("utf-8")), None
-    if isinstance(model, (str, PathLike)):
-        return _parse(_read(Path(model))), None
+    given = document_of(model, _parse, _read)
+    if given is not None:
+        return given, None
     if not is_lightgbm_model(model):
         raise PredictorError(
             f"{type(model).__name__} is not a LightGBM model: pass a lightgbm.Booster, an "
@@ -179,12 +178,7 @@ def _document(model: Any) -> tuple[Mapping[str, Any], Any]:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise PredictorError(f"{path.name} is larger than {MAX_JSON_BYTES} bytes")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PredictorError(f"cannot read the LightGBM model {path.name}: {exc.strerror}") from exc
+    raw = read_capped(path, MAX_JSON_BYTES, "LightGBM model")
     if not raw.startswith(b"tree\n"):
         return raw
     try:  # LightGBM's own text format: only LightGBM parses it

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +24,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from servefn.errors import PredictorError
-from servefn.predictors._booster import booster_classes, feature_names_of
+from servefn.predictors._booster import (
+    booster_classes,
+    document_of,
+    feature_names_of,
+    read_capped,
+)
 from servefn.predictors.trees import MAX_DEPTH, MAX_NODES, Link, Tree, TreeEnsemble
 
 __all__ = [
@@ -142,14 +146,9 @@ def tree_ensemble_from_xgboost(
 
 def _document(model: Any) -> tuple[Mapping[str, Any], Any]:
     """The parsed JSON model, and the scikit-learn wrapper it came from (or None)."""
-    if isinstance(model, Mapping):
-        return model, None
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return _parse(bytes(model)), None
-    if isinstance(model, str) and model.lstrip().startswith("{"):
-        return _parse(model.encode("utf-8")), None
-    if isinstance(model, (str, PathLike)):
-        return _parse(_read(Path(model))), None
+    given = document_of(model, _parse, _read)
+    if given is not None:
+        return given, None
     if not is_xgboost_model(model):
         raise PredictorError(
             f"{type(model).__name__} is not an XGBoost model: pass an xgboost.Booster, an "
@@ -172,12 +171,7 @@ def _document(model: Any) -> tuple[Mapping[str, Any], Any]:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise PredictorError(f"{path.name} is larger than {MAX_JSON_BYTES} bytes")
-        return path.read_bytes()
-    except OSError as exc:
-        raise PredictorError(f"cannot read the XGBoost model {path.name}: {exc.strerror}") from exc
+    return read_capped(path, MAX_JSON_BYTES, "XGBoost model")
 
 
 def _parse(raw: bytes) -> Mapping[str, Any]:
